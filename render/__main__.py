@@ -1,0 +1,7 @@
+"""`python -m render`: see render/cli.py."""
+
+import sys
+
+from render.cli import main
+
+sys.exit(main())

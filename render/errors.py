@@ -1,0 +1,41 @@
+"""The exceptions a user can cause; the CLI turns them into messages, never tracebacks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with the spec, located by file and dotted key path."""
+
+    file: str
+    path: str
+    got: str
+    rule: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.path}" if self.path else self.file
+        text = f"{where}: got {self.got}; {self.rule}."
+        return f"{text} Hint: {self.hint}" if self.hint else text
+
+
+class ServingError(Exception):
+    """Root of every error the toolkit reports to a user."""
+
+
+class SpecError(ServingError):
+    """The spec under deployments/ is invalid; carries every problem found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(set(problems))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class RenderError(ServingError):
+    """A rendered manifest failed validation against its schema."""
+
+
+class StaleRenderError(ServingError):
+    """rendered/ differs from what the spec renders to (render --check)."""

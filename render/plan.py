@@ -1,0 +1,111 @@
+"""Spec → plan: every default resolved, per environment and app, ready for any target to build from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from render.spec.clusters import Cluster
+from render.spec.load import app_args
+from render.spec.models import App, Deployment, SecretRef, Spec
+
+SERVE_PORT = 8000
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class AppPlan:
+    """One app with its Serve application config (the shape of Ray's ServeApplicationSchema)."""
+
+    app: App
+    serve_application: dict[str, Any]
+    secrets: dict[str, SecretRef]
+
+
+@dataclass(frozen=True)
+class EnvPlan:
+    """One environment: its spec, its cluster and its apps, resolved."""
+
+    spec: Spec
+    cluster: Cluster
+    apps: tuple[AppPlan, ...]
+
+    @property
+    def name(self) -> str:
+        """The environment name."""
+        return self.spec.env.name
+
+    @property
+    def secrets(self) -> dict[str, SecretRef]:
+        """Every secret any app of the environment needs, by environment variable name."""
+        merged: dict[str, SecretRef] = {}
+        for app in self.apps:
+            merged.update(app.secrets)
+        return dict(sorted(merged.items()))
+
+    @property
+    def autoscaling(self) -> bool:
+        """Whether anything scales by itself: Serve replicas or worker nodes."""
+        return any(d.autoscaling_config for a in self.spec.apps for d in a.deployments) or any(
+            g.min_replicas != g.max_replicas for g in self.spec.worker_groups
+        )
+
+    def serve_config(self, apps: tuple[AppPlan, ...] | None = None) -> dict[str, Any]:
+        """The Serve config (shape of Ray's ServeDeploySchema) for these apps, all of them by default."""
+        serve = self.spec.env.serve
+        http_options: dict[str, Any] = {
+            "host": "0.0.0.0",  # noqa: S104 - inside the pod; exposure is decided by the Kubernetes Service
+            "port": SERVE_PORT,
+            "keep_alive_timeout_s": serve.keep_alive_timeout_s,
+        }
+        if serve.request_timeout_s is not None:
+            http_options["request_timeout_s"] = serve.request_timeout_s
+        return {
+            "proxy_location": "EveryNode",
+            "http_options": http_options,
+            "applications": [a.serve_application for a in (self.apps if apps is None else apps)],
+        }
+
+
+def deployment_config(deployment: Deployment) -> dict[str, Any]:
+    """One deployment's options in Ray's DeploymentSchema shape; batching travels inside user_config."""
+    options = deployment.ray_actor_options
+    actor_options: dict[str, Any] = {"num_cpus": options.num_cpus, "num_gpus": options.num_gpus}
+    if options.memory_gib is not None:
+        actor_options["memory"] = int(options.memory_gib * GIB)
+    config: dict[str, Any] = {
+        "name": deployment.name,
+        "max_ongoing_requests": deployment.max_ongoing_requests,
+        "ray_actor_options": actor_options,
+    }
+    if deployment.autoscaling_config is not None:
+        config["autoscaling_config"] = deployment.autoscaling_config.model_dump()
+    else:
+        config["num_replicas"] = deployment.num_replicas
+    user_config = dict(deployment.user_config)
+    if deployment.batching is not None:
+        user_config["batching"] = deployment.batching.model_dump()
+    if user_config:
+        config["user_config"] = user_config
+    return config
+
+
+def plan_app(spec: Spec, app: App) -> AppPlan:
+    """Resolve one app: builder args with defaults, deployment options, secrets."""
+    serve_application = {
+        "name": app.name,
+        "import_path": app.import_path,
+        "route_prefix": app.route_prefix,
+        "args": app_args(app),
+        "deployments": [deployment_config(d) for d in app.deployments],
+    }
+    return AppPlan(app=app, serve_application=serve_application, secrets={**spec.env.secrets, **app.secrets})
+
+
+def plan_env(spec: Spec, clusters: dict[str, Cluster]) -> EnvPlan:
+    """Resolve one environment; `clusters` must hold the cluster its target names."""
+    return EnvPlan(
+        spec=spec,
+        cluster=clusters[spec.env.target.cluster],
+        apps=tuple(plan_app(spec, a) for a in spec.apps),
+    )

@@ -1,0 +1,1 @@
+"""The typed spec: models, overlay merging and loading of deployments/."""

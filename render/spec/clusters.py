@@ -1,0 +1,46 @@
+"""The clusters in clusters/clusters.yaml that environments name as their target."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from render.spec.base import K8sName, StrictModel
+
+
+class Cluster(StrictModel):
+    """A place Argo CD deploys to, or a cloud service a management cluster drives."""
+
+    name: K8sName
+    kind: Annotated[
+        Literal["eks", "gke", "ecs", "cloudrun"],
+        Field(description="eks/gke: Kubernetes clusters; ecs/cloudrun: services driven from a management cluster."),
+    ]
+    region: Annotated[str, Field(pattern=r"^[a-z]+(-[a-z0-9]+)+$", description="Cloud region, e.g. eu-west-1.")]
+    argocd_destination: Annotated[
+        str,
+        Field(
+            min_length=1,
+            description="Argo CD destination cluster name (as registered with `argocd cluster add`) that manifests"
+            " for this cluster are applied to; for ecs/cloudrun, the management cluster running ACK / Config Connector.",
+        ),
+    ]
+    account: Annotated[
+        str | None, Field(default=None, description="AWS account id or GCP project id, where the kind needs one.")
+    ]
+
+
+class Clusters(StrictModel):
+    """The whole clusters/clusters.yaml file."""
+
+    clusters: Annotated[list[Cluster], Field(min_length=1, description="Every known cluster.")]
+
+    @field_validator("clusters")
+    @classmethod
+    def unique_cluster_names(cls, value: list[Cluster]) -> list[Cluster]:
+        names = [c.name for c in value]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"cluster names must be unique; repeated: {', '.join(duplicates)}")
+        return value

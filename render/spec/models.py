@@ -1,0 +1,511 @@
+"""The spec of one environment, after its overlays are merged: the single source of truth for everything rendered."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from render.spec.base import EnvVarName, K8sName, StrictModel
+from render.spec.packing import GpuDemand, GpuNode, unplaced_replicas
+from render.spec.rules import rule_error
+from render.targets import TargetConfig
+from serve_apps.common.artifact import ModelArtifact
+
+SECRET_NAME_PATTERN = r"^[A-Za-z0-9/_+=.@-]{1,512}$"
+SECRETS_MANAGER_ARN_PATTERN = r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$"
+GCP_SECRET_PATTERN = r"^(projects/[a-z0-9-]+/secrets/)?[A-Za-z0-9_-]{1,255}(/versions/(latest|\d+))?$"
+IMAGE_DIGEST_PATTERN = re.compile(r"@sha256:[0-9a-f]{64}$")
+
+
+class SecretRef(StrictModel):
+    """Where a secret lives: a reference only, never the value."""
+
+    aws_secrets_manager: Annotated[
+        str | None,
+        Field(
+            default=None,
+            pattern=f"({SECRETS_MANAGER_ARN_PATTERN})|({SECRET_NAME_PATTERN})",
+            description="AWS Secrets Manager secret ARN or name.",
+        ),
+    ]
+    gcp_secret_manager: Annotated[
+        str | None,
+        Field(
+            default=None,
+            pattern=GCP_SECRET_PATTERN,
+            description="GCP Secret Manager secret: `projects/<p>/secrets/<name>[/versions/<v>]` or a bare name.",
+        ),
+    ]
+    key: Annotated[
+        str | None,
+        Field(default=None, description="Property inside a JSON secret; unset means the whole secret string."),
+    ]
+
+    @model_validator(mode="after")
+    def exactly_one_secret_source(self) -> SecretRef:
+        sources = [s for s in (self.aws_secrets_manager, self.gcp_secret_manager) if s is not None]
+        if len(sources) != 1:
+            raise rule_error(
+                "exactly_one_secret_source",
+                field="",
+                got=len(sources),
+                rule="a secret reference names exactly one store",
+                hint="set one of aws_secrets_manager or gcp_secret_manager",
+            )
+        return self
+
+
+Secrets = Annotated[
+    dict[EnvVarName, SecretRef],
+    Field(
+        default_factory=dict,
+        description="Environment variable name → secret reference; the value is injected at run time, never rendered.",
+    ),
+]
+
+
+class GitOps(StrictModel):
+    """Where Argo CD reads the rendered manifests from."""
+
+    repo_url: Annotated[
+        str, Field(pattern=r"^(https://|ssh://|git@).+", description="Git repository URL Argo CD clones.")
+    ]
+    revision: Annotated[str, Field(default="main", min_length=1, description="Branch, tag or commit to sync.")]
+
+
+class ServeOptions(StrictModel):
+    """HTTP options of the Serve proxy, shared by every app of the environment."""
+
+    request_timeout_s: Annotated[
+        float | None,
+        Field(default=None, gt=0, le=3600, description="End-to-end timeout of one HTTP request, in seconds."),
+    ]
+    keep_alive_timeout_s: Annotated[
+        int, Field(default=5, ge=1, le=3600, description="HTTP keep-alive timeout of the proxy, in seconds.")
+    ]
+
+
+class EnvSettings(StrictModel):
+    """Who and where: the environment's identity, target and delivery settings."""
+
+    name: Annotated[K8sName, Field(description="Environment name; equals its directory under deployments/.")]
+    tier: Annotated[
+        Literal["dev", "staging", "prod"],
+        Field(description="Promotion stage; images must be pinned by digest outside dev."),
+    ]
+    target: Annotated[TargetConfig, Field(description="Where the environment runs; `kind` selects the target.")]
+    image: Annotated[
+        str,
+        Field(min_length=1, description="Container image for Ray head, workers and tasks; `repo@sha256:<digest>`."),
+    ]
+    ray_version: Annotated[
+        str, Field(pattern=r"^\d+\.\d+\.\d+$", description="Ray version inside the image, e.g. 2.60.0.")
+    ]
+    gitops: Annotated[GitOps, Field(description="Git repository and revision Argo CD syncs.")]
+    secrets: Secrets
+    serve: Annotated[
+        ServeOptions, Field(default_factory=ServeOptions, description="HTTP options of Ray Serve for all apps.")
+    ]
+
+    @model_validator(mode="after")
+    def image_pinned_by_digest_outside_dev(self) -> EnvSettings:
+        if self.tier != "dev" and not IMAGE_DIGEST_PATTERN.search(self.image):
+            raise rule_error(
+                "image_pinned_by_digest_outside_dev",
+                field="image",
+                got=self.image,
+                rule=f"a {self.tier} image must be pinned by digest",
+                hint="use `<repository>@sha256:<64 hex digits>` (docker buildx imagetools inspect prints it)",
+                related=("tier",),
+            )
+        return self
+
+
+class Toleration(StrictModel):
+    """A Kubernetes toleration for a worker group's pods."""
+
+    key: Annotated[str, Field(min_length=1, description="Taint key to tolerate.")]
+    operator: Annotated[Literal["Equal", "Exists"], Field(default="Exists", description="How the value is matched.")]
+    value: Annotated[str | None, Field(default=None, description="Taint value, with operator Equal.")]
+    effect: Annotated[
+        Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None,
+        Field(default=None, description="Taint effect to tolerate; unset tolerates all."),
+    ]
+
+
+class HeadGroup(StrictModel):
+    """The Ray head pod. It runs no user work (`num-cpus: "0"`), only GCS, the dashboard and the Serve controller."""
+
+    num_cpus: Annotated[float, Field(default=2, gt=0, le=256, description="CPU request and limit of the head pod.")]
+    memory_gib: Annotated[
+        float, Field(default=8, gt=0, le=2048, description="Memory request and limit of the head pod, in GiB.")
+    ]
+    node_selector: Annotated[
+        dict[str, str], Field(default_factory=dict, description="Kubernetes nodeSelector for the head pod.")
+    ]
+
+
+class WorkerGroup(StrictModel):
+    """A pool of identical Ray worker nodes: one pod per node, scaled by the Ray autoscaler between min and max."""
+
+    name: K8sName
+    node_type: Annotated[str, Field(min_length=1, description="Instance type backing this group, e.g. m6i.xlarge.")]
+    accelerator: Annotated[
+        str | None,
+        Field(default=None, pattern=r"^nvidia-[a-z0-9-]+$", description="GPU model, e.g. nvidia-l4; GPU groups only."),
+    ]
+    min_replicas: Annotated[int, Field(ge=0, le=1000, description="Fewest nodes kept in this group.")]
+    max_replicas: Annotated[int, Field(ge=1, le=1000, description="Most nodes the autoscaler may start.")]
+    num_cpus: Annotated[int, Field(ge=1, le=512, description="CPUs per node offered to Ray.")]
+    memory_gib: Annotated[float, Field(gt=0, le=4096, description="Memory per node, in GiB.")]
+    num_gpus: Annotated[int, Field(default=0, ge=0, le=16, description="Whole GPUs per node.")]
+    node_selector: Annotated[
+        dict[str, str], Field(default_factory=dict, description="Extra Kubernetes nodeSelector labels for this group.")
+    ]
+    tolerations: Annotated[
+        list[Toleration], Field(default_factory=list, description="Tolerations for this group's pods.")
+    ]
+
+    @model_validator(mode="after")
+    def min_replicas_le_max_replicas(self) -> WorkerGroup:
+        if self.min_replicas > self.max_replicas:
+            raise rule_error(
+                "min_replicas_le_max_replicas",
+                field="min_replicas",
+                got=self.min_replicas,
+                rule=f"min_replicas must be <= max_replicas ({self.max_replicas})",
+                hint="raise max_replicas or lower min_replicas",
+                related=("max_replicas",),
+            )
+        return self
+
+    @model_validator(mode="after")
+    def accelerator_iff_gpus(self) -> WorkerGroup:
+        if (self.accelerator is None) != (self.num_gpus == 0):
+            raise rule_error(
+                "accelerator_iff_gpus",
+                field="accelerator",
+                got=self.accelerator,
+                rule=f"a group with num_gpus={self.num_gpus} must {'not ' if self.num_gpus == 0 else ''}name an accelerator",
+                hint="set both num_gpus and accelerator for a GPU group, neither for a CPU group",
+                related=("num_gpus",),
+            )
+        return self
+
+
+class Slo(StrictModel):
+    """Service level objectives: the pass/fail thresholds of load tests and benchmarks."""
+
+    p95_ms: Annotated[float, Field(gt=0, le=600_000, description="95th percentile latency limit, in milliseconds.")]
+    error_rate: Annotated[float, Field(ge=0, le=1, description="Highest tolerated fraction of failed requests.")]
+    min_rps: Annotated[float, Field(ge=0, description="Lowest acceptable throughput, in requests per second.")]
+
+
+class AutoscalingConfig(StrictModel):
+    """Ray Serve replica autoscaling for one deployment (names as in Ray's autoscaling_config)."""
+
+    min_replicas: Annotated[int, Field(default=1, ge=0, le=1000, description="Fewest replicas.")]
+    max_replicas: Annotated[int, Field(default=1, ge=1, le=1000, description="Most replicas.")]
+    target_ongoing_requests: Annotated[
+        float, Field(default=2, gt=0, description="Ongoing requests per replica the autoscaler aims for.")
+    ]
+    upscale_delay_s: Annotated[
+        float, Field(default=30, ge=0, description="How long load must stay high before adding replicas, seconds.")
+    ]
+    downscale_delay_s: Annotated[
+        float, Field(default=600, ge=0, description="How long load must stay low before removing replicas, seconds.")
+    ]
+
+    @model_validator(mode="after")
+    def min_replicas_le_max_replicas(self) -> AutoscalingConfig:
+        if self.min_replicas > self.max_replicas:
+            raise rule_error(
+                "min_replicas_le_max_replicas",
+                field="min_replicas",
+                got=self.min_replicas,
+                rule=f"min_replicas must be <= max_replicas ({self.max_replicas})",
+                hint="raise max_replicas or lower min_replicas",
+                related=("max_replicas",),
+            )
+        return self
+
+
+class Batching(StrictModel):
+    """Request batching of the deployment's `@serve.batch` method, applied through `reconfigure()`."""
+
+    max_batch_size: Annotated[int, Field(ge=1, le=1024, description="Most requests in one batch.")]
+    batch_wait_timeout_s: Annotated[
+        float, Field(ge=0, le=10, description="Longest wait for a batch to fill, in seconds.")
+    ]
+
+
+class RayActorOptions(StrictModel):
+    """Resources of each replica (names as in Ray's ray_actor_options, memory in GiB)."""
+
+    num_cpus: Annotated[float, Field(default=1, ge=0, le=512, description="CPUs reserved per replica.")]
+    num_gpus: Annotated[
+        float, Field(default=0, ge=0, le=16, description="GPUs per replica; a fraction shares one GPU.")
+    ]
+    memory_gib: Annotated[
+        float | None, Field(default=None, gt=0, le=4096, description="Memory reserved per replica, in GiB.")
+    ]
+
+    @field_validator("num_gpus")
+    @classmethod
+    def gpu_fraction_or_whole(cls, value: float) -> float:
+        if value > 1 and not value.is_integer():
+            raise rule_error(
+                "gpu_fraction_or_whole",
+                field="",
+                got=value,
+                rule="num_gpus above 1 must be a whole number",
+                hint="use a fraction <= 1 to share a GPU, or a whole number of GPUs",
+            )
+        return value
+
+
+class Deployment(StrictModel):
+    """One Ray Serve deployment of an app; `name` matches the deployment class in the app's code."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Deployment name as in the app code.")]
+    num_replicas: Annotated[
+        int | None, Field(default=None, ge=1, le=1000, description="Fixed replica count; excludes autoscaling_config.")
+    ]
+    autoscaling_config: Annotated[
+        AutoscalingConfig | None, Field(default=None, description="Replica autoscaling; excludes num_replicas.")
+    ]
+    max_ongoing_requests: Annotated[
+        int, Field(default=5, ge=1, le=10_000, description="Most requests in flight per replica.")
+    ]
+    batching: Annotated[Batching | None, Field(default=None, description="Request batching; unset disables it.")]
+    ray_actor_options: Annotated[
+        RayActorOptions, Field(default_factory=RayActorOptions, description="Resources of each replica.")
+    ]
+    user_config: Annotated[
+        dict[str, Any],
+        Field(default_factory=dict, description="Passed to the deployment's reconfigure(); updated in place."),
+    ]
+
+    @model_validator(mode="after")
+    def num_replicas_xor_autoscaling(self) -> Deployment:
+        if (self.num_replicas is None) == (self.autoscaling_config is None):
+            both = self.num_replicas is not None
+            raise rule_error(
+                "num_replicas_xor_autoscaling",
+                field="num_replicas" if both else "",
+                got=self.num_replicas,
+                rule="set exactly one of num_replicas and autoscaling_config",
+                hint=(
+                    "an overlay that switches mode sets the other key to null"
+                    if both
+                    else "add num_replicas: 1 or an autoscaling_config"
+                ),
+                related=("autoscaling_config",),
+            )
+        return self
+
+    @model_validator(mode="after")
+    def max_ongoing_requests_ge_batch_size(self) -> Deployment:
+        if self.batching is not None and self.max_ongoing_requests < self.batching.max_batch_size:
+            raise rule_error(
+                "max_ongoing_requests_ge_batch_size",
+                field="max_ongoing_requests",
+                got=self.max_ongoing_requests,
+                rule=f"max_ongoing_requests must be >= batching.max_batch_size ({self.batching.max_batch_size})",
+                hint="otherwise a replica never holds enough requests to fill a batch; raise max_ongoing_requests",
+                related=("batching.max_batch_size",),
+            )
+        return self
+
+    @field_validator("user_config")
+    @classmethod
+    def batching_not_in_user_config(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if "batching" in value:
+            raise rule_error(
+                "batching_not_in_user_config",
+                field="batching",
+                got=value["batching"],
+                rule="user_config.batching is reserved: render fills it from the deployment's batching",
+                hint="move it to the deployment's `batching` key",
+            )
+        return value
+
+    @property
+    def max_replicas(self) -> int:
+        """Replicas at full scale-out."""
+        if self.autoscaling_config is not None:
+            return self.autoscaling_config.max_replicas
+        assert self.num_replicas is not None
+        return self.num_replicas
+
+
+class App(StrictModel):
+    """A Ray Serve application: code, model, args, SLOs and its deployments."""
+
+    name: K8sName
+    import_path: Annotated[
+        str,
+        Field(
+            pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+            description="`module:attribute` of the app builder, importable in the image.",
+        ),
+    ]
+    route_prefix: Annotated[
+        str, Field(pattern=r"^/([a-z0-9-]+(/[a-z0-9-]+)*)?$", description="HTTP path prefix, e.g. /zero-shot.")
+    ]
+    model: Annotated[
+        ModelArtifact | None, Field(default=None, description="The model artifact, passed to the app as args.model.")
+    ]
+    args: Annotated[
+        dict[str, Any],
+        Field(default_factory=dict, description="Arguments of the app builder; validated against its Args model."),
+    ]
+    slo: Annotated[Slo, Field(description="Service level objectives of this app.")]
+    secrets: Secrets
+    deployments: Annotated[
+        list[Deployment], Field(min_length=1, description="Deployment options, merged by name across overlays.")
+    ]
+
+    @field_validator("args")
+    @classmethod
+    def model_not_in_args(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if "model" in value:
+            raise rule_error(
+                "model_not_in_args",
+                field="model",
+                got=value["model"],
+                rule="args.model is reserved: render fills it from the app's `model`",
+                hint="move it to the app's `model` key",
+            )
+        return value
+
+    @field_validator("deployments")
+    @classmethod
+    def unique_deployment_names(cls, value: list[Deployment]) -> list[Deployment]:
+        _reject_duplicates([d.name for d in value], "unique_deployment_names", "deployment name")
+        return value
+
+
+class Spec(StrictModel):
+    """One environment, fully merged: settings, Ray cluster shape and apps."""
+
+    env: Annotated[EnvSettings, Field(description="Identity, target and delivery settings.")]
+    head_group: Annotated[
+        HeadGroup, Field(default_factory=HeadGroup, description="The Ray head pod (no user work runs there).")
+    ]
+    worker_groups: Annotated[
+        list[WorkerGroup], Field(min_length=1, description="Ray worker node pools, merged by name across overlays.")
+    ]
+    apps: Annotated[list[App], Field(min_length=1, description="Serve applications, merged by name across overlays.")]
+
+    @field_validator("worker_groups")
+    @classmethod
+    def unique_worker_group_names(cls, value: list[WorkerGroup]) -> list[WorkerGroup]:
+        _reject_duplicates([g.name for g in value], "unique_worker_group_names", "worker group name")
+        return value
+
+    @field_validator("apps")
+    @classmethod
+    def unique_app_names_and_routes(cls, value: list[App]) -> list[App]:
+        _reject_duplicates([a.name for a in value], "unique_app_names", "app name")
+        _reject_duplicates([a.route_prefix for a in value], "unique_route_prefixes", "route_prefix", "route_prefix")
+        return value
+
+    @model_validator(mode="after")
+    def secrets_match_target_store(self) -> Spec:
+        store = self.env.target.secret_store_kind
+        scopes = [("env.secrets", self.env.secrets)] + [(f"apps.{i}.secrets", a.secrets) for i, a in enumerate(self.apps)]
+        for scope, secrets in scopes:
+            for var, ref in secrets.items():
+                if getattr(ref, store) is None:
+                    raise rule_error(
+                        "secrets_match_target_store",
+                        field=f"{scope}.{var}",
+                        got=ref.model_dump(exclude_none=True),
+                        rule=f"a {self.env.target.kind} target reads secrets from {store}",
+                        hint=f"reference the secret with {store}",
+                    )
+        return self
+
+    @model_validator(mode="after")
+    def secrets_agree_across_apps(self) -> Spec:
+        seen: dict[str, SecretRef] = dict(self.env.secrets)
+        for i, app in enumerate(self.apps):
+            for var, ref in app.secrets.items():
+                if var in seen and seen[var] != ref:
+                    raise rule_error(
+                        "secrets_agree_across_apps",
+                        field=f"apps.{i}.secrets.{var}",
+                        got=ref.model_dump(exclude_none=True),
+                        rule=f"{var} is already bound to {seen[var].model_dump(exclude_none=True)}; pods share one environment",
+                        hint="use a distinct variable name for a distinct secret",
+                    )
+                seen[var] = ref
+        return self
+
+    @model_validator(mode="after")
+    def gpu_needs_gpu_worker_group(self) -> Spec:
+        if any(g.num_gpus for g in self.worker_groups):
+            return self
+        for i, app in enumerate(self.apps):
+            for j, dep in enumerate(app.deployments):
+                if dep.ray_actor_options.num_gpus > 0:
+                    raise rule_error(
+                        "gpu_needs_gpu_worker_group",
+                        field=f"apps.{i}.deployments.{j}.ray_actor_options.num_gpus",
+                        got=dep.ray_actor_options.num_gpus,
+                        rule="a GPU replica needs a worker group with num_gpus > 0",
+                        hint="add a GPU worker group (num_gpus, accelerator) or set num_gpus: 0",
+                    )
+        return self
+
+    @model_validator(mode="after")
+    def gpu_packing_fits(self) -> Spec:
+        nodes = [
+            GpuNode(gpus=g.num_gpus, cpus=g.num_cpus, group=g.name)
+            for g in self.worker_groups
+            if g.num_gpus
+            for _ in range(g.max_replicas)
+        ]
+        demands = [
+            GpuDemand(gpus=d.ray_actor_options.num_gpus, cpus=d.ray_actor_options.num_cpus, owner=(i, j))
+            for i, a in enumerate(self.apps)
+            for j, d in enumerate(a.deployments)
+            if d.ray_actor_options.num_gpus > 0
+            for _ in range(d.max_replicas)
+        ]
+        if not nodes or not demands:
+            return self
+        unplaced = unplaced_replicas(demands, nodes)
+        if unplaced:
+            app_index, dep_index = unplaced[0].owner
+            capacity = sum(n.gpus for n in nodes)
+            wanted = sum(d.gpus for d in demands)
+            raise rule_error(
+                "gpu_packing_fits",
+                field=f"apps.{app_index}.deployments.{dep_index}.ray_actor_options.num_gpus",
+                got=unplaced[0].gpus,
+                rule=(
+                    f"{len(unplaced)} of {len(demands)} GPU replicas at max autoscale do not fit the GPU worker"
+                    f" groups at max size ({len(nodes)} nodes, {capacity} GPUs; replicas want {wanted:g} GPUs"
+                    " packed per GPU and per node, CPUs included)"
+                ),
+                hint="raise the GPU group's max_replicas, lower max_replicas or the GPU fraction of the replicas",
+            )
+        return self
+
+
+def _reject_duplicates(names: list[str], rule_name: str, what: str, key: str = "name") -> None:
+    seen: set[str] = set()
+    for index, name in enumerate(names):
+        if name in seen:
+            raise rule_error(
+                rule_name,
+                field=f"{index}.{key}",
+                got=name,
+                rule=f"{what} {name!r} appears more than once",
+                hint=f"give each a distinct {what}",
+            )
+        seen.add(name)

@@ -1,0 +1,83 @@
+"""Merging YAML layers: an overlay overrides only the keys it states, lists of named items merge by name.
+
+Every key path remembers the layer that last set it, so an error can name the file to fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _named_list(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(item, dict) and isinstance(item.get("name"), str) for item in value)
+    )
+
+
+class Provenance:
+    """Key path (`apps[zero-shot].deployments[Classifier].num_replicas`) → index of the layer that set it."""
+
+    def __init__(self) -> None:
+        self._layer_of: dict[str, int] = {}
+
+    def record(self, value: Any, path: str, layer: int) -> None:
+        """Attribute `value` and everything below it to `layer`."""
+        self._layer_of[path] = layer
+        if isinstance(value, dict):
+            for key, child in value.items():
+                self.record(child, join(path, str(key)), layer)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                segment = f"[{item['name']}]" if _named_list(value) else f"[{index}]"
+                self.record(item, path + segment, layer)
+
+    def layer_of(self, path: str) -> int | None:
+        """The layer that set `path`, or failing that its nearest recorded parent."""
+        while True:
+            if path in self._layer_of:
+                return self._layer_of[path]
+            if not path:
+                return None
+            path = parent(path)
+
+
+def join(path: str, key: str) -> str:
+    """Append a mapping key to a dotted path."""
+    return f"{path}.{key}" if path else key
+
+
+def parent(path: str) -> str:
+    """Drop the last segment of a dotted path (`a.b[c]` → `a.b`, `a.b` → `a`)."""
+    cut = max(path.rfind("."), path.rfind("["))
+    return path[:cut] if cut > 0 else ""
+
+
+def merge(base: Any, overlay: Any, path: str, provenance: Provenance, layer: int) -> Any:
+    """Return `overlay` laid over `base`; neither input is modified."""
+    if isinstance(base, dict) and isinstance(overlay, dict):
+        merged = dict(base)
+        for key, value in overlay.items():
+            child = join(path, str(key))
+            if key in base:
+                merged[key] = merge(base[key], value, child, provenance, layer)
+            else:
+                merged[key] = value
+                provenance.record(value, child, layer)
+        return merged
+    if _named_list(base) and _named_list(overlay):
+        merged_list = list(base)
+        position = {item["name"]: index for index, item in enumerate(base)}
+        for item in overlay:
+            child = f"{path}[{item['name']}]"
+            if item["name"] in position:
+                index = position[item["name"]]
+                merged_list[index] = merge(base[index], item, child, provenance, layer)
+            else:
+                position[item["name"]] = len(merged_list)
+                merged_list.append(item)
+                provenance.record(item, child, layer)
+        return merged_list
+    provenance.record(overlay, path, layer)
+    return overlay
