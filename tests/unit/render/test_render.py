@@ -1,0 +1,181 @@
+"""Rendering: golden tree, determinism, --check, atomic writes, validation of what is emitted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from render.cli import main
+from render.errors import RenderError
+from render.pipeline import render_repo
+from render.validate.serve import serve_config_problems
+from render.write import read_tree, write_tree
+from tests.golden_tree import FIXTURE_REPO, GOLDEN_DIR, differences, render_fixture
+from tests.unit.render.conftest import deployment, edit
+
+CRDS = Path(__file__).parents[3].parent / "shared" / "crds"
+
+
+def test_golden_tree() -> None:
+    report = differences(render_fixture(), read_tree(GOLDEN_DIR))
+    assert not report, "rendered tree differs from tests/golden (run `nox -s update_golden` if intended):\n" + "\n".join(report)
+
+
+def test_rendering_is_deterministic(repo: Path) -> None:
+    first = render_repo(repo, None).files
+    second = render_repo(repo, None).files
+    assert first == second
+    assert list(first) == sorted(first)
+
+
+def test_render_twice_changes_nothing_on_disk(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--root", str(repo), "render"]) == 0
+    stamps = {p: p.stat().st_mtime_ns for p in (repo / "rendered").rglob("*")}
+    assert main(["--root", str(repo), "render"]) == 0
+    assert "0 changed" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in (repo / "rendered").rglob("*")} == stamps
+
+
+def test_check_lists_stale_files_and_writes_nothing(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--root", str(repo), "render"]) == 0
+    assert main(["--root", str(repo), "render", "--check"]) == 0
+    edit(repo, "deployments/dev/env.yaml", lambda d: deployment(d, "echo").update(max_ongoing_requests=20))
+    (repo / "rendered/dev/stray.yaml").write_text("kind: Leftover\n")
+    before = read_tree(repo / "rendered")
+    capsys.readouterr()
+    assert main(["--root", str(repo), "render", "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "rendered/dev/ray.io.RayService-serving.yaml" in err
+    assert "rendered/dev/stray.yaml" in err
+    assert "rendered/prod/" not in err
+    assert read_tree(repo / "rendered") == before
+
+
+def test_render_removes_files_of_objects_that_are_gone(repo: Path) -> None:
+    assert main(["--root", str(repo), "render"]) == 0
+    edit(repo, "deployments/prod/env.yaml", lambda d: d["env"].pop("secrets"))
+    assert main(["--root", str(repo), "render"]) == 0
+    assert not list((repo / "rendered/prod").glob("external-secrets.io.*"))
+
+
+def test_failed_write_leaves_the_old_tree(tmp_path: Path) -> None:
+    target = tmp_path / "rendered"
+    write_tree({"dev/a.yaml": "a: 1\n"}, target)
+    with pytest.raises(OSError):
+        # "dev/a.yaml" cannot be both a file and a directory: the write fails half-way.
+        write_tree({"dev/a.yaml": "a: 2\n", "dev/a.yaml/b.yaml": "b: 1\n"}, target)
+    assert read_tree(target) == {"dev/a.yaml": "a: 1\n"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rendered"]
+
+
+def test_serve_config_v2_round_trips_through_ray_schema() -> None:
+    files = render_fixture()
+    service = yaml.safe_load(files["prod/ray.io.RayService-models.yaml"])
+    config = yaml.safe_load(service["spec"]["serveConfigV2"])
+    assert serve_config_problems(service["spec"]["serveConfigV2"]) == []
+    echo = next(a for a in config["applications"] if a["name"] == "echo")
+    assert echo["deployments"][0]["user_config"] == {"batching": {"max_batch_size": 8, "batch_wait_timeout_s": 0.01}}
+    assert echo["deployments"][0]["ray_actor_options"] == {"num_cpus": 1.0, "num_gpus": 0.25}
+    assert echo["args"]["model"]["uri"] == "s3://models/echo.bin"
+    assert config["http_options"]["request_timeout_s"] == 10
+
+
+def test_serve_config_keys_ray_would_ignore_are_refused() -> None:
+    text = "applications:\n- name: a\n  import_path: m:f\n  deployments:\n  - name: D\n    num_replica: 2\n"
+    assert serve_config_problems(text) == ["applications.0.deployments.0.num_replica: Ray does not know this key and would ignore it"]
+
+
+def test_rayservice_shape() -> None:
+    service = yaml.safe_load(render_fixture()["prod/ray.io.RayService-models.yaml"])
+    cluster = service["spec"]["rayClusterConfig"]
+    assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    assert cluster["headGroupSpec"]["serviceType"] == "ClusterIP"
+    assert cluster["enableInTreeAutoscaling"] is True
+    assert cluster["authOptions"] == {"mode": "token"}
+    assert all(isinstance(v, str) for g in cluster["workerGroupSpecs"] for v in g["rayStartParams"].values())
+    gpu = next(g for g in cluster["workerGroupSpecs"] if g["groupName"] == "gpu")
+    container = gpu["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert gpu["template"]["spec"]["nodeSelector"]["k8s.amazonaws.com/accelerator"] == "nvidia-l4"
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in gpu["template"]["spec"]["tolerations"]
+    assert container["env"] == [
+        {"name": "PREDICTION_DB_URL", "valueFrom": {"secretKeyRef": {"name": "prediction-db-url", "key": "value"}}}
+    ]
+
+
+def test_argocd_application_wiring() -> None:
+    files = render_fixture()
+    prod = yaml.safe_load(files["argocd/argoproj.io.Application-serving-prod.yaml"])
+    assert prod["spec"]["source"]["path"] == "rendered/prod"
+    assert prod["spec"]["destination"] == {"name": "eks-prod", "namespace": "serving"}
+    assert prod["spec"]["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
+    assert set(prod["spec"]["syncPolicy"]["syncOptions"]) == {
+        "CreateNamespace=true",
+        "ServerSideApply=true",
+        "RespectIgnoreDifferences=true",
+    }
+    assert prod["spec"]["ignoreDifferences"][0]["jqPathExpressions"] == [".spec.rayClusterConfig.workerGroupSpecs[].replicas"]
+    manifests = [yaml.safe_load(text) for path, text in files.items() if path.startswith("prod/")]
+    waves = {m["kind"]: int(m["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) for m in manifests}
+    assert waves["ServiceAccount"] < waves["RayService"]
+    assert waves["ExternalSecret"] < waves["RayService"]
+
+
+def test_no_ignore_differences_without_autoscaling(repo: Path) -> None:
+    def fixed(d: dict) -> None:
+        d["worker_groups"] = [{"name": "cpu", "min_replicas": 1, "max_replicas": 1}]
+        deployment(d, "echo").update(autoscaling_config=None, num_replicas=1)
+
+    edit(repo, "deployments/dev/env.yaml", fixed)
+    files = render_repo(repo, None).files
+    assert "ignoreDifferences" not in yaml.safe_load(files["argocd/argoproj.io.Application-serving-dev.yaml"])["spec"]
+    service = yaml.safe_load(files["dev/ray.io.RayService-serving.yaml"])
+    assert service["spec"]["rayClusterConfig"]["enableInTreeAutoscaling"] is False
+
+
+def test_app_project_fences_destinations_and_kinds() -> None:
+    project = yaml.safe_load(render_fixture()["argocd/argoproj.io.AppProject-serving.yaml"])
+    assert project["spec"]["destinations"] == [
+        {"name": "eks-prod", "namespace": "serving"},
+        {"name": "eks-test", "namespace": "serving-dev"},
+    ]
+    kinds = {(k["group"], k["kind"]) for k in project["spec"]["namespaceResourceWhitelist"]}
+    assert ("ray.io", "RayService") in kinds
+    assert ("", "Service") not in kinds
+
+
+@pytest.mark.skipif(not CRDS.is_dir(), reason="../shared/crds not found: CRD validation not exercised")
+def test_rendered_custom_resources_pass_their_crds() -> None:
+    rendered = render_repo(FIXTURE_REPO, CRDS)
+    assert rendered.notes == [
+        f"no CRD for {kind} in {CRDS}: not validated against a schema"
+        for kind in [
+            "external-secrets.io/v1 ExternalSecret",
+            "monitoring.coreos.com/v1 PodMonitor",
+            "v1 ConfigMap",
+            "v1 ServiceAccount",
+        ]
+    ]
+
+
+@pytest.mark.skipif(not CRDS.is_dir(), reason="../shared/crds not found: CRD validation not exercised")
+def test_invalid_custom_resource_fails_render(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from render.targets import kuberay
+
+    original = kuberay.rayservice
+
+    def misspelt(plan: object) -> dict:
+        service = original(plan)  # type: ignore[arg-type]
+        service["spec"]["rayClusterConfig"]["headGroupSpec"]["rayStartParam"] = {}
+        return service
+
+    monkeypatch.setattr(kuberay, "rayservice", misspelt)
+    with pytest.raises(RenderError, match="rayStartParam"):
+        render_repo(repo, CRDS)
+
+
+def test_render_says_when_crd_validation_is_skipped(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rendered = render_repo(repo, None)
+    assert rendered.notes == ["CRD validation skipped: no CRD directory (pass --crd-dir or set SERVING_CRD_DIR)"]

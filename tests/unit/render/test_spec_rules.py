@@ -1,0 +1,301 @@
+"""Every spec rule, each broken by one changed key, with its message pinned (file, key path, rule)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from render.spec.load import load_specs
+from tests.unit.render.conftest import app, deployment, edit, problems
+
+DEV = "deployments/dev/env.yaml"
+PROD = "deployments/prod/env.yaml"
+BASE_APPS = "deployments/base/apps.yaml"
+BASE_ENV = "deployments/base/env.yaml"
+
+
+def only_problem(repo: Path, envs: list[str] | None = None) -> str:
+    found = problems(repo, envs)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_fixture_repo_is_valid(repo: Path) -> None:
+    assert sorted(load_specs(repo)) == ["dev", "prod"]
+
+
+def test_min_replicas_le_max_replicas_autoscaling(repo: Path) -> None:
+    edit(repo, DEV, lambda d: deployment(d, "echo").update(autoscaling_config={"min_replicas": 3}))
+    assert only_problem(repo, ["dev"]) == (
+        "deployments/dev/env.yaml: apps[echo].deployments[Echo].autoscaling_config.min_replicas: got 3; "
+        "min_replicas must be <= max_replicas (2). Hint: raise max_replicas or lower min_replicas"
+    )
+
+
+def test_min_replicas_le_max_replicas_worker_group(repo: Path) -> None:
+    edit(repo, DEV, lambda d: d.update(worker_groups=[{"name": "cpu", "max_replicas": 0}]))
+    message = only_problem(repo, ["dev"])
+    assert message.startswith("deployments/dev/env.yaml: worker_groups[cpu].max_replicas: got 0;")
+
+
+def test_worker_group_min_gt_max_blames_the_overlay(repo: Path) -> None:
+    edit(repo, DEV, lambda d: d.update(worker_groups=[{"name": "cpu", "max_replicas": 1, "min_replicas": 2}]))
+    assert only_problem(repo, ["dev"]).startswith(
+        "deployments/dev/env.yaml: worker_groups[cpu].min_replicas: got 2; min_replicas must be <= max_replicas (1)."
+    )
+
+
+def test_overlay_that_breaks_a_base_value_is_blamed(repo: Path) -> None:
+    # base says min_replicas 1; the overlay lowers max below it: the overlay is the file to fix.
+    edit(repo, DEV, lambda d: d.update(worker_groups=[{"name": "cpu", "max_replicas": 1}]))
+    edit(repo, BASE_ENV, lambda d: d["worker_groups"][0].update(min_replicas=2))
+    assert only_problem(repo, ["dev"]).startswith("deployments/dev/env.yaml: worker_groups[cpu].min_replicas: got 2;")
+
+
+def test_max_ongoing_requests_ge_batch_size(repo: Path) -> None:
+    edit(repo, DEV, lambda d: deployment(d, "echo").update(max_ongoing_requests=4))
+    assert only_problem(repo, ["dev"]) == (
+        "deployments/dev/env.yaml: apps[echo].deployments[Echo].max_ongoing_requests: got 4; "
+        "max_ongoing_requests must be >= batching.max_batch_size (8). Hint: otherwise a replica never holds "
+        "enough requests to fill a batch; raise max_ongoing_requests"
+    )
+
+
+def test_num_replicas_xor_autoscaling(repo: Path) -> None:
+    edit(repo, DEV, lambda d: deployment(d, "echo").update(num_replicas=2))
+    assert only_problem(repo, ["dev"]) == (
+        "deployments/dev/env.yaml: apps[echo].deployments[Echo].num_replicas: got 2; set exactly one of "
+        "num_replicas and autoscaling_config. Hint: an overlay that switches mode sets the other key to null"
+    )
+
+
+def test_neither_num_replicas_nor_autoscaling(repo: Path) -> None:
+    edit(repo, DEV, lambda d: deployment(d, "echo").update(autoscaling_config=None))
+    assert "apps[echo].deployments[Echo]: got None; set exactly one of num_replicas and autoscaling_config" in (
+        only_problem(repo, ["dev"])
+    )
+
+
+def test_gpu_needs_gpu_worker_group(repo: Path) -> None:
+    edit(repo, DEV, lambda d: deployment(d, "echo").update(ray_actor_options={"num_gpus": 0.5}))
+    assert only_problem(repo, ["dev"]) == (
+        "deployments/dev/env.yaml: apps[echo].deployments[Echo].ray_actor_options.num_gpus: got 0.5; a GPU replica "
+        "needs a worker group with num_gpus > 0. Hint: add a GPU worker group (num_gpus, accelerator) or set num_gpus: 0"
+    )
+
+
+def test_gpu_packing_fits(repo: Path) -> None:
+    # prod: one L4 node at most; 4 replicas x 0.25 fill it; a fifth does not fit.
+    edit(repo, PROD, lambda d: deployment(d, "echo").update(autoscaling_config={"max_replicas": 5}))
+    message = only_problem(repo, ["prod"])
+    assert message.startswith(
+        "deployments/prod/env.yaml: apps[echo].deployments[Echo].ray_actor_options.num_gpus: got 0.25; "
+        "1 of 5 GPU replicas at max autoscale do not fit the GPU worker groups at max size (1 nodes, 1 GPUs;"
+    )
+
+
+def test_gpu_packing_counts_cpus_per_node(repo: Path) -> None:
+    # 4 replicas x 0.25 GPU fit the GPU, but 4 x 2 CPUs do not fit a 4-CPU node.
+    edit(repo, PROD, lambda d: deployment(d, "echo").update(ray_actor_options={"num_gpus": 0.25, "num_cpus": 2}))
+    assert "2 of 4 GPU replicas at max autoscale do not fit" in only_problem(repo, ["prod"])
+
+
+def test_gpu_packing_whole_gpus_stay_on_one_node(repo: Path) -> None:
+    edit(repo, PROD, lambda d: d["worker_groups"][0].update(max_replicas=2))
+    edit(repo, PROD, lambda d: deployment(d, "echo").update(autoscaling_config={"max_replicas": 1}, ray_actor_options={"num_gpus": 2}))
+    assert "1 of 1 GPU replicas at max autoscale do not fit" in only_problem(repo, ["prod"])
+
+
+def test_gpu_fraction_or_whole(repo: Path) -> None:
+    edit(repo, PROD, lambda d: deployment(d, "echo").update(ray_actor_options={"num_gpus": 1.5}))
+    assert only_problem(repo, ["prod"]).startswith(
+        "deployments/prod/env.yaml: apps[echo].deployments[Echo].ray_actor_options.num_gpus: got 1.5; num_gpus above 1 "
+        "must be a whole number."
+    )
+
+
+def test_accelerator_iff_gpus(repo: Path) -> None:
+    edit(repo, PROD, lambda d: d["worker_groups"][0].update(accelerator=None))
+    assert only_problem(repo, ["prod"]).startswith(
+        "deployments/prod/env.yaml: worker_groups[gpu].accelerator: got None; a group with num_gpus=1 must name an accelerator."
+    )
+
+
+def test_unique_app_names(repo: Path) -> None:
+    edit(repo, BASE_APPS, lambda d: d["apps"].append({**d["apps"][1], "route_prefix": "/other"}))
+    assert "apps[echo-two].name: got 'echo-two'; app name 'echo-two' appears more than once." in problems(repo, ["dev"])[0]
+
+
+def test_unique_route_prefixes(repo: Path) -> None:
+    edit(repo, DEV, lambda d: app(d, "echo-two").update(route_prefix="/echo"))
+    assert only_problem(repo, ["dev"]).startswith(
+        "deployments/dev/env.yaml: apps[echo-two].route_prefix: got '/echo'; route_prefix '/echo' appears more than once."
+    )
+
+
+def test_unique_worker_group_names(repo: Path) -> None:
+    edit(repo, BASE_ENV, lambda d: d["worker_groups"].append(dict(d["worker_groups"][0])))
+    assert "worker group name 'cpu' appears more than once" in only_problem(repo, ["dev"])
+
+
+def test_unique_deployment_names(repo: Path) -> None:
+    edit(repo, BASE_APPS, lambda d: d["apps"][1]["deployments"].append(dict(d["apps"][1]["deployments"][0])))
+    assert "deployment name 'Echo' appears more than once" in only_problem(repo, ["dev"])
+
+
+def test_names_valid_as_kubernetes_names(repo: Path) -> None:
+    edit(repo, DEV, lambda d: d["env"]["target"].update(namespace="Serving_Dev"))
+    assert only_problem(repo, ["dev"]).startswith(
+        "deployments/dev/env.yaml: env.target.namespace: got 'Serving_Dev'; string should match pattern"
+    )
+
+
+def test_rayservice_name_at_most_47_characters(repo: Path) -> None:
+    edit(repo, DEV, lambda d: d["env"]["target"].update(rayservice_name="r" * 48))
+    assert only_problem(repo, ["dev"]).startswith(
+        f"deployments/dev/env.yaml: env.target.rayservice_name: got '{'r' * 48}'; string should have at most 47 characters."
+    )
+
+
+def test_sha256_is_64_hex(repo: Path) -> None:
+    edit(repo, BASE_APPS, lambda d: d["apps"][0]["model"].update(sha256="abc"))
+    assert only_problem(repo, ["dev"]) == (
+        "deployments/base/apps.yaml: apps[echo].model.sha256: got 'abc'; value error, sha256 must be 64 lowercase hex "
+        "digits (the output of `sha256sum`). Hint: see deployments/schema.json for this key"
+    )
+
+
+def test_image_pinned_by_digest_outside_dev(repo: Path) -> None:
+    edit(repo, PROD, lambda d: d["env"].update(image="registry.example.com/serving:1.2"))
+    assert only_problem(repo, ["prod"]) == (
+        "deployments/prod/env.yaml: env.image: got 'registry.example.com/serving:1.2'; a prod image must be pinned by "
+        "digest. Hint: use `<repository>@sha256:<64 hex digits>` (docker buildx imagetools inspect prints it)"
+    )
+
+
+def test_dev_image_may_use_a_tag(repo: Path) -> None:
+    assert load_specs(repo, ["dev"])["dev"].env.image.endswith(":dev")
+
+
+def test_cluster_is_known(repo: Path) -> None:
+    edit(repo, DEV, lambda d: d["env"]["target"].update(cluster="eks-nowhere"))
+    assert only_problem(repo, ["dev"]) == (
+        "deployments/dev/env.yaml: env.target.cluster: got 'eks-nowhere'; the cluster is not listed in "
+        "clusters/clusters.yaml. Hint: use one of: eks-prod, eks-test"
+    )
+
+
+def test_exactly_one_secret_source(repo: Path) -> None:
+    edit(repo, PROD, lambda d: d["env"]["secrets"]["PREDICTION_DB_URL"].update(gcp_secret_manager="db-url"))
+    assert "env.secrets.PREDICTION_DB_URL: got 2; a secret reference names exactly one store." in only_problem(repo, ["prod"])
+
+
+def test_secret_written_as_a_value_is_refused(repo: Path) -> None:
+    edit(repo, PROD, lambda d: d["env"]["secrets"].update(PREDICTION_DB_URL="mysql://user:hunter2@db/serving"))
+    message = only_problem(repo, ["prod"])
+    assert message.startswith("deployments/prod/env.yaml: env.secrets.PREDICTION_DB_URL: got 'mysql://user:hunter2@db")
+    assert "Hint: write a mapping of key: value" in message
+
+
+def test_secret_reference_that_looks_like_a_url_is_refused(repo: Path) -> None:
+    edit(repo, PROD, lambda d: d["env"]["secrets"]["PREDICTION_DB_URL"].update(aws_secrets_manager="mysql://u:p@db/x"))
+    assert "env.secrets.PREDICTION_DB_URL.aws_secrets_manager: got 'mysql://u:p@db/x'; string should match pattern" in (
+        only_problem(repo, ["prod"])
+    )
+
+
+def test_secrets_match_target_store(repo: Path) -> None:
+    edit(repo, PROD, lambda d: d["env"]["secrets"].update(PREDICTION_DB_URL={"gcp_secret_manager": "db-url"}))
+    assert only_problem(repo, ["prod"]).startswith(
+        "deployments/prod/env.yaml: env.secrets.PREDICTION_DB_URL: got {'gcp_secret_manager': 'db-url'}; a kuberay "
+        "target reads secrets from aws_secrets_manager."
+    )
+
+
+def test_secrets_agree_across_apps(repo: Path) -> None:
+    edit(repo, PROD, lambda d: app(d, "echo").update(secrets={"PREDICTION_DB_URL": {"aws_secrets_manager": "other"}}))
+    assert "apps[echo].secrets.PREDICTION_DB_URL: got {'aws_secrets_manager': 'other'}; PREDICTION_DB_URL is already bound" in (
+        only_problem(repo, ["prod"])
+    )
+
+
+def test_batching_not_in_user_config(repo: Path) -> None:
+    edit(repo, DEV, lambda d: deployment(d, "echo").update(user_config={"batching": {"max_batch_size": 4}}))
+    assert "apps[echo].deployments[Echo].user_config.batching: got {'max_batch_size': 4}; user_config.batching is reserved" in (
+        only_problem(repo, ["dev"])
+    )
+
+
+def test_model_not_in_args(repo: Path) -> None:
+    edit(repo, DEV, lambda d: app(d, "echo").update(args={"model": "x"}))
+    assert "apps[echo].args.model: got 'x'; args.model is reserved" in only_problem(repo, ["dev"])
+
+
+def test_args_are_validated_against_the_app_builder(repo: Path) -> None:
+    edit(repo, DEV, lambda d: app(d, "echo").update(args={"repeat": 0}))
+    assert only_problem(repo, ["dev"]) == (
+        "deployments/dev/env.yaml: apps[echo].args.repeat: got 0; input should be greater than or equal to 1. "
+        "Hint: raise the value"
+    )
+
+
+def test_unknown_args_key_suggests_the_right_one(repo: Path) -> None:
+    edit(repo, DEV, lambda d: app(d, "echo").update(args={"greting": "x"}))
+    assert only_problem(repo, ["dev"]).startswith("deployments/dev/env.yaml: apps[echo].args.greting: got unknown key")
+
+
+def test_unknown_key_suggests_a_close_match(repo: Path) -> None:
+    edit(repo, DEV, lambda d: deployment(d, "echo").update(autoscaling_config={"max_replica": 3}))
+    assert only_problem(repo, ["dev"]) == (
+        "deployments/dev/env.yaml: apps[echo].deployments[Echo].autoscaling_config.max_replica: got unknown key "
+        "'max_replica'; extra inputs are not permitted. Hint: did you mean 'max_replicas'?"
+    )
+
+
+def test_import_path_must_load(repo: Path) -> None:
+    edit(repo, DEV, lambda d: app(d, "echo").update(import_path="tests.fixtures.nowhere:app_builder"))
+    assert "apps[echo].import_path: got 'tests.fixtures.nowhere:app_builder'; cannot load the app builder" in (
+        only_problem(repo, ["dev"])
+    )
+
+
+def test_env_name_must_match_directory(repo: Path) -> None:
+    edit(repo, DEV, lambda d: d["env"].update(name="develop"))
+    assert only_problem(repo, ["dev"]).startswith(
+        "deployments/dev/env.yaml: env.name: got 'develop'; env.name must equal its directory name ('dev')."
+    )
+
+
+def test_unknown_env_lists_the_known_ones(repo: Path) -> None:
+    assert only_problem(repo, ["qa"]) == (
+        "deployments: got 'qa'; no such environment. Hint: known environments: dev, prod"
+    )
+
+
+def test_missing_required_key(repo: Path) -> None:
+    edit(repo, BASE_APPS, lambda d: d["apps"][0].pop("slo"))
+    assert only_problem(repo, ["dev"]) == (
+        "deployments/base/apps.yaml: apps[echo].slo: got nothing; field required. Hint: add this key"
+    )
+
+
+def test_every_problem_is_reported_at_once(repo: Path) -> None:
+    def break_two(d: dict[str, Any]) -> None:
+        deployment(d, "echo").update(max_ongoing_requests=4)
+        d["env"]["target"]["namespace"] = "Bad"
+
+    edit(repo, DEV, break_two)
+    edit(repo, PROD, lambda d: d["env"].update(image="x:latest"))
+    found = problems(repo)
+    assert len(found) == 3
+    assert [f.split(":")[0] for f in found] == ["deployments/dev/env.yaml"] * 2 + ["deployments/prod/env.yaml"]
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_duplicate_yaml_key_is_refused(repo: Path, count: int) -> None:
+    text = (repo / DEV).read_text() + "worker_groups: []\n" * (count - 1) + "worker_groups: []\n"
+    (repo / DEV).write_text(text)
+    assert "invalid YAML; line" in only_problem(repo, ["dev"])
+    assert "duplicate key 'worker_groups'" in only_problem(repo, ["dev"])
