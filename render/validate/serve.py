@@ -41,7 +41,7 @@ def _as_model(value: Any, annotation: Any) -> Any:
 def serve_config_problems(serve_config_v2: str) -> list[str]:
     """Every problem Ray would have with this serveConfigV2 text; empty when it is valid."""
     try:
-        data = yaml.safe_load(serve_config_v2)
+        data = yaml.load(serve_config_v2, Loader=yaml.CSafeLoader)
     except yaml.YAMLError as error:
         return [f"serveConfigV2 is not YAML: {error}"]
     try:

@@ -1,0 +1,102 @@
+-- Argo CD health of a KubeRay (v1.7) RayService. Argo CD sets the global `obj`; the script returns `hs`.
+-- Lua 5.1, base and table libraries only: what Argo CD's gopher-lua VM opens (no string library).
+local hs = {}
+
+local function condition(status, condition_type)
+  if status.conditions == nil then
+    return nil
+  end
+  for _, c in ipairs(status.conditions) do
+    if c.type == condition_type then
+      return c
+    end
+  end
+  return nil
+end
+
+local function reason_and_message(c)
+  local reason = c.reason or ""
+  if c.message ~= nil and c.message ~= "" then
+    if reason ~= "" then
+      return reason .. ": " .. c.message
+    end
+    return c.message
+  end
+  return reason
+end
+
+-- A Serve application that failed to deploy or turned unhealthy, on the active cluster or on the pending
+-- one of an upgrade, named with its message and those of its unhealthy deployments.
+local function failed_applications(service_status, cluster, failures)
+  if service_status == nil or service_status.applicationStatuses == nil then
+    return
+  end
+  -- applicationStatuses and serveDeploymentStatuses are JSON maps: pairs, not ipairs.
+  for app_name, app in pairs(service_status.applicationStatuses) do
+    if app.status == "DEPLOY_FAILED" or app.status == "UNHEALTHY" then
+      local details = {}
+      if app.message ~= nil and app.message ~= "" then
+        table.insert(details, app.message)
+      end
+      local deployments = {}
+      for deployment_name, deployment in pairs(app.serveDeploymentStatuses or {}) do
+        if deployment.status == "UNHEALTHY" then
+          local line = "deployment " .. deployment_name .. " UNHEALTHY"
+          if deployment.message ~= nil and deployment.message ~= "" then
+            line = line .. ": " .. deployment.message
+          end
+          table.insert(deployments, line)
+        end
+      end
+      table.sort(deployments)
+      for _, line in ipairs(deployments) do
+        table.insert(details, line)
+      end
+      local failure = "Serve application " .. app_name .. " (" .. cluster .. " cluster) is " .. app.status
+      if #details > 0 then
+        failure = failure .. ": " .. table.concat(details, "; ")
+      end
+      table.insert(failures, failure)
+    end
+  end
+end
+
+local function health(rayservice)
+  local status = rayservice.status
+  if status == nil then
+    return "Progressing", "Waiting for RayService status"
+  end
+  local generation = rayservice.metadata.generation
+  local observed = status.observedGeneration or 0
+  if generation ~= nil and observed < generation then
+    return "Progressing", "Waiting for the KubeRay operator to observe generation " .. generation
+  end
+
+  local failures = {}
+  failed_applications(status.activeServiceStatus, "active", failures)
+  failed_applications(status.pendingServiceStatus, "pending", failures)
+  if #failures > 0 then
+    table.sort(failures)
+    return "Degraded", table.concat(failures, " | ")
+  end
+
+  local upgrade = condition(status, "UpgradeInProgress")
+  if upgrade ~= nil and upgrade.status == "True" then
+    return "Progressing", "Upgrade in progress: " .. reason_and_message(upgrade)
+  end
+
+  local ready = condition(status, "Ready")
+  if ready ~= nil and ready.status == "True" then
+    return "Healthy", reason_and_message(ready)
+  end
+  if ready ~= nil and ready.status == "False" then
+    if ready.reason == "Initializing" then
+      return "Progressing", reason_and_message(ready)
+    end
+    return "Degraded", reason_and_message(ready)
+  end
+  return "Progressing", "Waiting for RayService status"
+end
+
+hs.status, hs.message = health(obj)
+return hs
