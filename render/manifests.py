@@ -7,11 +7,11 @@ from typing import Any
 import yaml
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(yaml.CSafeDumper):
     """Block style for multi-line strings, so serveConfigV2 and Lua scripts diff line by line."""
 
 
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+def _represent_str(dumper: yaml.CSafeDumper, value: str) -> yaml.ScalarNode:
     style = "|" if "\n" in value and not value.startswith(" ") else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 

@@ -28,8 +28,8 @@ BASE = "base"
 LOADER_KEYS = ("extends",)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that refuses a mapping key given twice (PyYAML silently keeps the last)."""
+class _UniqueKeyLoader(yaml.CSafeLoader):
+    """libyaml's safe loader, refusing a mapping key given twice (PyYAML silently keeps the last)."""
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:

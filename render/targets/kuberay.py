@@ -185,7 +185,7 @@ def _worker_group(plan: EnvPlan, group: WorkerGroup) -> dict[str, Any]:
 
 def serve_config_v2(plan: EnvPlan) -> str:
     """The RayService's serveConfigV2: a YAML string dumped from the plan's Serve config, never pasted text."""
-    return yaml.safe_dump(plan.serve_config(), sort_keys=True, default_flow_style=False)
+    return yaml.dump(plan.serve_config(), Dumper=yaml.CSafeDumper, sort_keys=True, default_flow_style=False)
 
 
 def rayservice(plan: EnvPlan) -> dict[str, Any]:
