@@ -179,3 +179,15 @@ def test_invalid_custom_resource_fails_render(repo: Path, monkeypatch: pytest.Mo
 def test_render_says_when_crd_validation_is_skipped(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rendered = render_repo(repo, None)
     assert rendered.notes == ["CRD validation skipped: no CRD directory (pass --crd-dir or set SERVING_CRD_DIR)"]
+
+
+@pytest.mark.skipif(not CRDS.is_dir(), reason="../shared/crds not found: CRD validation not exercised")
+def test_bootstrap_application_is_valid_and_points_at_rendered_argocd() -> None:
+    from render.validate.crd import CrdIndex, validate
+
+    root = Path(__file__).parents[3]
+    bootstrap = yaml.safe_load((root / "clusters/argocd/bootstrap.yaml").read_text())
+    assert validate(bootstrap, CrdIndex(CRDS)) == []
+    assert bootstrap["spec"]["source"]["path"] == "rendered/argocd"
+    base_env = yaml.safe_load((root / "deployments/base/env.yaml").read_text())
+    assert bootstrap["spec"]["source"]["repoURL"] == base_env["env"]["gitops"]["repo_url"]
