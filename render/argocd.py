@@ -17,7 +17,11 @@ def application(plan: EnvPlan, kinds: list[tuple[str, str]]) -> dict[str, Any]:
     env = plan.spec.env
     spec: dict[str, Any] = {
         "project": PROJECT,
-        "source": {"repoURL": env.gitops.repo_url, "targetRevision": env.gitops.revision, "path": f"{RENDERED_DIR}/{env.name}"},
+        "source": {
+            "repoURL": env.gitops.repo_url,
+            "targetRevision": env.gitops.revision,
+            "path": f"{RENDERED_DIR}/{env.name}",
+        },
         "destination": {"name": plan.cluster.argocd_destination, "namespace": namespace_of(plan)},
         "syncPolicy": {
             "automated": {"prune": True, "selfHeal": True},

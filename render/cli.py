@@ -61,7 +61,9 @@ def parser() -> argparse.ArgumentParser:
     render = commands.add_parser("render", help="render deployments/ into rendered/")
     render.add_argument("--check", action="store_true", help="write nothing; exit 1 listing stale files")
     render.add_argument("--out", default="rendered", help="output directory relative to the root")
-    render.add_argument("--crd-dir", help="directory of CRDs to validate against (default: $SERVING_CRD_DIR, ../shared/crds)")
+    render.add_argument(
+        "--crd-dir", help="directory of CRDs to validate against (default: $SERVING_CRD_DIR, ../shared/crds)"
+    )
     render.set_defaults(run=_render)
     schema = commands.add_parser("schema", help="export the spec's JSON Schema to deployments/schema.json")
     schema.add_argument("--check", action="store_true", help="write nothing; exit 1 when the file is stale")

@@ -34,7 +34,9 @@ def _validate(manifests: list[dict[str, Any]], index: CrdIndex | None, skipped: 
     for manifest in manifests:
         where = f"{manifest['kind']}/{manifest['metadata']['name']}"
         if manifest["kind"] == "RayService":
-            problems += [f"{where}: spec.serveConfigV2: {p}" for p in serve_config_problems(manifest["spec"]["serveConfigV2"])]
+            problems += [
+                f"{where}: spec.serveConfigV2: {p}" for p in serve_config_problems(manifest["spec"]["serveConfigV2"])
+            ]
         if index is None:
             continue
         if index.has(manifest["apiVersion"], manifest["kind"]):

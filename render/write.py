@@ -21,9 +21,7 @@ def read_tree(directory: Path) -> dict[str, str]:
 def stale_files(files: dict[str, str], directory: Path) -> list[str]:
     """Paths that differ between `files` and `directory`: changed, missing or extra, sorted."""
     existing = read_tree(directory)
-    return sorted(
-        path for path in set(files) | set(existing) if files.get(path) != existing.get(path)
-    )
+    return sorted(path for path in set(files) | set(existing) if files.get(path) != existing.get(path))
 
 
 def write_tree(files: dict[str, str], directory: Path) -> None:

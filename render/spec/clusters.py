@@ -23,7 +23,8 @@ class Cluster(StrictModel):
         Field(
             min_length=1,
             description="Argo CD destination cluster name (as registered with `argocd cluster add`) that manifests"
-            " for this cluster are applied to; for ecs/cloudrun, the management cluster running ACK / Config Connector.",
+            " for this cluster are applied to; for ecs/cloudrun, the management cluster running ACK or"
+            " Config Connector.",
         ),
     ]
     account: Annotated[

@@ -35,11 +35,9 @@ class _UniqueKeyLoader(yaml.CSafeLoader):
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
@@ -76,9 +74,7 @@ def known_envs(root: Path) -> list[str]:
     deployments = root / DEPLOYMENTS_DIR
     if not deployments.is_dir():
         return []
-    return sorted(
-        d.name for d in deployments.iterdir() if d.is_dir() and d.name != BASE and any(_layer_files(d))
-    )
+    return sorted(d.name for d in deployments.iterdir() if d.is_dir() and d.name != BASE and any(_layer_files(d)))
 
 
 def _layer_files(directory: Path) -> list[Path]:
@@ -104,7 +100,15 @@ def _layers(root: Path, env: str) -> list[_Layer]:
         if name in chain:
             cycle = " -> ".join([*chain, name])
             raise SpecError(
-                [Problem(f"{DEPLOYMENTS_DIR}/{chain[-1]}", "extends", repr(name), f"overlays extend in a circle ({cycle})", "make the chain end at base")]
+                [
+                    Problem(
+                        f"{DEPLOYMENTS_DIR}/{chain[-1]}",
+                        "extends",
+                        repr(name),
+                        f"overlays extend in a circle ({cycle})",
+                        "make the chain end at base",
+                    )
+                ]
             )
         chain.append(name)
         if name == BASE:
@@ -118,14 +122,28 @@ def _layers(root: Path, env: str) -> list[_Layer]:
                 parents.add(data["extends"])
         if len(parents) > 1:
             problems.append(
-                Problem(f"{DEPLOYMENTS_DIR}/{name}", "extends", repr(sorted(map(str, parents))), "the files of one environment extend one parent", "state extends once")
+                Problem(
+                    f"{DEPLOYMENTS_DIR}/{name}",
+                    "extends",
+                    repr(sorted(map(str, parents))),
+                    "the files of one environment extend one parent",
+                    "state extends once",
+                )
             )
             raise SpecError(problems)
         parent = parents.pop() if parents else BASE
         if not isinstance(parent, str) or not (root / DEPLOYMENTS_DIR / parent).is_dir():
             known = ", ".join([BASE, *known_envs(root)])
             raise SpecError(
-                [Problem(_display(root, files[0]), "extends", repr(parent), "extends names an environment directory that does not exist", f"use one of: {known}")]
+                [
+                    Problem(
+                        _display(root, files[0]),
+                        "extends",
+                        repr(parent),
+                        "extends names an environment directory that does not exist",
+                        f"use one of: {known}",
+                    )
+                ]
             )
         name = parent
     layers = []
@@ -139,7 +157,17 @@ def load_clusters(root: Path) -> dict[str, Cluster]:
     """The clusters of clusters/clusters.yaml by name."""
     path = root / CLUSTERS_FILE
     if not path.is_file():
-        raise SpecError([Problem(CLUSTERS_FILE, "", "no file", "environments name their cluster in this file", "create it (see README)")])
+        raise SpecError(
+            [
+                Problem(
+                    CLUSTERS_FILE,
+                    "",
+                    "no file",
+                    "environments name their cluster in this file",
+                    "create it (see README)",
+                )
+            ]
+        )
     data = read_yaml(path, CLUSTERS_FILE)
     try:
         clusters = Clusters.model_validate(data)
@@ -152,12 +180,25 @@ def load_specs(root: Path, names: list[str] | None = None) -> dict[str, Spec]:
     """Validate the named environments (all when None); raise one SpecError with every problem found."""
     known = known_envs(root)
     if not known:
-        raise SpecError([Problem(DEPLOYMENTS_DIR, "", "no environment", "deployments/ has no environment directory", "add deployments/dev/env.yaml")])
+        raise SpecError(
+            [
+                Problem(
+                    DEPLOYMENTS_DIR,
+                    "",
+                    "no environment",
+                    "deployments/ has no environment directory",
+                    "add deployments/dev/env.yaml",
+                )
+            ]
+        )
     wanted = known if names is None else names
     unknown = [n for n in wanted if n not in known]
     if unknown:
         raise SpecError(
-            [Problem(DEPLOYMENTS_DIR, "", repr(n), "no such environment", f"known environments: {', '.join(known)}") for n in unknown]
+            [
+                Problem(DEPLOYMENTS_DIR, "", repr(n), "no such environment", f"known environments: {', '.join(known)}")
+                for n in unknown
+            ]
         )
     clusters = load_clusters(root)
     specs: dict[str, Spec] = {}
@@ -184,9 +225,19 @@ def _load_one(root: Path, env: str, clusters: dict[str, Cluster]) -> Spec:
     if isinstance(env_section, dict):
         stated = env_section.get("name", env)
         if stated != env:
-            layer = provenance.layer_of("env.name")
-            file = files[layer] if layer is not None else f"{DEPLOYMENTS_DIR}/{env}"
-            raise SpecError([Problem(file, "env.name", repr(stated), f"env.name must equal its directory name ({env!r})", f"set env.name: {env} or remove it")])
+            setter = provenance.layer_of("env.name")
+            file = files[setter] if setter is not None else f"{DEPLOYMENTS_DIR}/{env}"
+            raise SpecError(
+                [
+                    Problem(
+                        file,
+                        "env.name",
+                        repr(stated),
+                        f"env.name must equal its directory name ({env!r})",
+                        f"set env.name: {env} or remove it",
+                    )
+                ]
+            )
         merged["env"] = {**env_section, "name": env}
     try:
         spec = Spec.model_validate(merged, context={"clusters": clusters})
@@ -218,13 +269,23 @@ def app_args(app: App) -> dict[str, Any]:
     return app_args_type(app.import_path).model_validate(payload).model_dump(mode="json")
 
 
-def _args_problems(app: App, index: int, merged: dict[str, Any], provenance: Provenance, files: list[str]) -> list[Problem]:
+def _args_problems(
+    app: App, index: int, merged: dict[str, Any], provenance: Provenance, files: list[str]
+) -> list[Problem]:
     path = f"apps[{app.name}]"
     file = files[provenance.layer_of(path) or 0]
     try:
         args_type = app_args_type(app.import_path)
     except (ImportError, AttributeError, TypeError, ValueError) as error:
-        return [Problem(file, f"{path}.import_path", repr(app.import_path), f"cannot load the app builder ({error})", "name a `module:function` whose first parameter is a pydantic Args model")]
+        return [
+            Problem(
+                file,
+                f"{path}.import_path",
+                repr(app.import_path),
+                f"cannot load the app builder ({error})",
+                "name a `module:function` whose first parameter is a pydantic Args model",
+            )
+        ]
     payload = dict(app.args)
     if app.model is not None:
         payload["model"] = app.model.model_dump()
@@ -311,7 +372,13 @@ def _problem(
     if kind == "extra_forbidden":
         allowed = _allowed_keys(model, loc[:-1], data) if model is not None else []
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"allowed keys: {', '.join(allowed)}" if allowed else "remove it"
+        hint = (
+            f"did you mean {close[0]!r}?"
+            if close
+            else f"allowed keys: {', '.join(allowed)}"
+            if allowed
+            else "remove it"
+        )
     elif kind == "string_pattern_mismatch":
         hint = f"match {ctx.get('pattern')}"
     return Problem(file, path, got, rule, hint)
@@ -328,7 +395,9 @@ def _named_path(loc: list[Any], data: Any, base_path: str = "") -> str:
         last = position == len(loc) - 1
         if isinstance(segment, int) and isinstance(current, list) and 0 <= segment < len(current):
             item = current[segment]
-            path += f"[{item['name']}]" if isinstance(item, dict) and isinstance(item.get("name"), str) else f"[{segment}]"
+            path += (
+                f"[{item['name']}]" if isinstance(item, dict) and isinstance(item.get("name"), str) else f"[{segment}]"
+            )
             current = item
         elif isinstance(current, dict) and segment in current:
             path = join(path, str(segment))
@@ -353,7 +422,9 @@ def _allowed_keys(model: type[BaseModel], loc: list[Any], data: Any) -> list[str
             continue
         if not (isinstance(current, type) and issubclass(current, BaseModel)) or segment not in current.model_fields:
             return []
-        current = _unwrap(current.model_fields[segment].annotation, node.get(segment) if isinstance(node, dict) else None)
+        current = _unwrap(
+            current.model_fields[segment].annotation, node.get(segment) if isinstance(node, dict) else None
+        )
         node = node.get(segment) if isinstance(node, dict) else None
     if isinstance(current, type) and issubclass(current, BaseModel):
         return sorted(current.model_fields)
@@ -371,7 +442,11 @@ def _unwrap(annotation: Any, value: Any) -> Any:
         members = [m for m in get_args(annotation) if m is not type(None)]
         for member in members:
             kind_field = getattr(member, "model_fields", {}).get("kind")
-            if isinstance(value, dict) and kind_field is not None and value.get("kind") in get_args(kind_field.annotation):
+            if (
+                isinstance(value, dict)
+                and kind_field is not None
+                and value.get("kind") in get_args(kind_field.annotation)
+            ):
                 return member
         return _unwrap(members[0], value) if len(members) == 1 else None
     return annotation

@@ -13,9 +13,9 @@ from render.spec.rules import rule_error
 from render.targets import TargetConfig
 from serve_apps.common.artifact import ModelArtifact
 
-SECRET_NAME_PATTERN = r"^[A-Za-z0-9/_+=.@-]{1,512}$"
+SECRET_NAME_PATTERN = r"^[A-Za-z0-9/_+=.@-]{1,512}$"  # noqa: S105 - a pattern, not a secret
 SECRETS_MANAGER_ARN_PATTERN = r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$"
-GCP_SECRET_PATTERN = r"^(projects/[a-z0-9-]+/secrets/)?[A-Za-z0-9_-]{1,255}(/versions/(latest|\d+))?$"
+GCP_SECRET_PATTERN = r"^(projects/[a-z0-9-]+/secrets/)?[A-Za-z0-9_-]{1,255}(/versions/(latest|\d+))?$"  # noqa: S105
 IMAGE_DIGEST_PATTERN = re.compile(r"@sha256:[0-9a-f]{64}$")
 
 
@@ -188,7 +188,8 @@ class WorkerGroup(StrictModel):
                 "accelerator_iff_gpus",
                 field="accelerator",
                 got=self.accelerator,
-                rule=f"a group with num_gpus={self.num_gpus} must {'not ' if self.num_gpus == 0 else ''}name an accelerator",
+                rule=f"a group with num_gpus={self.num_gpus} must {'not ' if self.num_gpus == 0 else ''}"
+                "name an accelerator",
                 hint="set both num_gpus and accelerator for a GPU group, neither for a CPU group",
                 related=("num_gpus",),
             )
@@ -416,7 +417,9 @@ class Spec(StrictModel):
     @model_validator(mode="after")
     def secrets_match_target_store(self) -> Spec:
         store = self.env.target.secret_store_kind
-        scopes = [("env.secrets", self.env.secrets)] + [(f"apps.{i}.secrets", a.secrets) for i, a in enumerate(self.apps)]
+        scopes = [("env.secrets", self.env.secrets)] + [
+            (f"apps.{i}.secrets", a.secrets) for i, a in enumerate(self.apps)
+        ]
         for scope, secrets in scopes:
             for var, ref in secrets.items():
                 if getattr(ref, store) is None:
@@ -439,7 +442,8 @@ class Spec(StrictModel):
                         "secrets_agree_across_apps",
                         field=f"apps.{i}.secrets.{var}",
                         got=ref.model_dump(exclude_none=True),
-                        rule=f"{var} is already bound to {seen[var].model_dump(exclude_none=True)}; pods share one environment",
+                        rule=f"{var} is already bound to {seen[var].model_dump(exclude_none=True)};"
+                        " pods share one environment",
                         hint="use a distinct variable name for a distinct secret",
                     )
                 seen[var] = ref

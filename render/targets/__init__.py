@@ -5,7 +5,8 @@ Adding a target means one module here, one member in `TargetConfig` and one entr
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Union
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
 from pydantic import Field
 
@@ -14,6 +15,6 @@ from render.targets import kuberay
 if TYPE_CHECKING:
     from render.plan import EnvPlan
 
-TargetConfig = Annotated[Union[kuberay.KubeRayTargetConfig], Field(discriminator="kind")]
+TargetConfig = Annotated[Union[kuberay.KubeRayTargetConfig], Field(discriminator="kind")]  # noqa: UP007 - more targets join
 
 BUILDERS: dict[str, Callable[[EnvPlan], list[dict[str, Any]]]] = {"kuberay": kuberay.build}

@@ -13,8 +13,7 @@ from render.spec.rules import rule_error
 
 if TYPE_CHECKING:
     from render.plan import EnvPlan
-    from render.spec.models import SecretRef
-    from render.spec.models import HeadGroup, WorkerGroup
+    from render.spec.models import HeadGroup, SecretRef, WorkerGroup
 
 PART_OF = "app.kubernetes.io/part-of"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "serving-toolkit"}
@@ -38,7 +37,7 @@ class ServiceAccountConfig(StrictModel):
 class KubeRayTargetConfig(StrictModel):
     """Run the environment as a KubeRay RayService on a Kubernetes cluster."""
 
-    secret_store_kind: ClassVar[str] = "aws_secrets_manager"
+    secret_store_kind: ClassVar[str] = "aws_secrets_manager"  # noqa: S105 - a store name, not a secret
 
     kind: Annotated[Literal["kuberay"], Field(description="Target discriminator.")]
     cluster: Annotated[str, Field(description="Cluster name from clusters/clusters.yaml (kind eks or gke).")]
@@ -117,7 +116,9 @@ def _secret_env(plan: EnvPlan) -> list[dict[str, Any]]:
     ]
 
 
-def _container(plan: EnvPlan, name: str, cpus: float, memory_gib: float, gpus: int, ports: list[dict[str, Any]]) -> dict[str, Any]:
+def _container(
+    plan: EnvPlan, name: str, cpus: float, memory_gib: float, gpus: int, ports: list[dict[str, Any]]
+) -> dict[str, Any]:
     limits = {"cpu": _cpu(cpus), "memory": _quantity_gib(memory_gib)}
     if gpus:
         limits["nvidia.com/gpu"] = str(gpus)
@@ -150,7 +151,12 @@ def _head_group(plan: EnvPlan, head: HeadGroup) -> dict[str, Any]:
         pod_spec["nodeSelector"] = dict(head.node_selector)
     return {
         # User work never lands on the head: it keeps GCS and the Serve controller responsive.
-        "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0", "metrics-export-port": str(METRICS_PORT)},
+        "rayStartParams": {
+            "num-cpus": "0",
+            # Reachable inside the pod network only: the head Service is ClusterIP and nothing exposes it further.
+            "dashboard-host": "0.0.0.0",  # noqa: S104
+            "metrics-export-port": str(METRICS_PORT),
+        },
         "serviceType": "ClusterIP",
         "template": {"metadata": {"labels": {PART_OF: target.rayservice_name}}, "spec": pod_spec},
     }

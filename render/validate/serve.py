@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import typing
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError

@@ -47,7 +47,11 @@ def test_lists_without_names_are_replaced_whole(repo: Path) -> None:
 
 def test_extends_chains_overlays(repo: Path) -> None:
     (repo / "deployments/prod-us").mkdir()
-    edit(repo, "deployments/prod-us/env.yaml", lambda d: d.update(extends="prod", apps=[{"name": "echo", "args": {"greeting": "howdy"}}]))
+    edit(
+        repo,
+        "deployments/prod-us/env.yaml",
+        lambda d: d.update(extends="prod", apps=[{"name": "echo", "args": {"greeting": "howdy"}}]),
+    )
     spec = load_specs(repo, ["prod-us"])["prod-us"]
     assert spec.env.tier == "prod"  # from prod
     assert spec.env.name == "prod-us"

@@ -20,7 +20,9 @@ CRDS = Path(__file__).parents[3].parent / "shared" / "crds"
 
 def test_golden_tree() -> None:
     report = differences(render_fixture(), read_tree(GOLDEN_DIR))
-    assert not report, "rendered tree differs from tests/golden (run `nox -s update_golden` if intended):\n" + "\n".join(report)
+    assert not report, (
+        "rendered tree differs from tests/golden (run `nox -s update_golden` if intended):\n" + "\n".join(report)
+    )
 
 
 def test_rendering_is_deterministic(repo: Path) -> None:
@@ -84,7 +86,9 @@ def test_serve_config_v2_round_trips_through_ray_schema() -> None:
 
 def test_serve_config_keys_ray_would_ignore_are_refused() -> None:
     text = "applications:\n- name: a\n  import_path: m:f\n  deployments:\n  - name: D\n    num_replica: 2\n"
-    assert serve_config_problems(text) == ["applications.0.deployments.0.num_replica: Ray does not know this key and would ignore it"]
+    assert serve_config_problems(text) == [
+        "applications.0.deployments.0.num_replica: Ray does not know this key and would ignore it"
+    ]
 
 
 def test_rayservice_shape() -> None:
@@ -99,7 +103,9 @@ def test_rayservice_shape() -> None:
     container = gpu["template"]["spec"]["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert gpu["template"]["spec"]["nodeSelector"]["k8s.amazonaws.com/accelerator"] == "nvidia-l4"
-    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in gpu["template"]["spec"]["tolerations"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in gpu["template"]["spec"][
+        "tolerations"
+    ]
     assert container["env"] == [
         {"name": "PREDICTION_DB_URL", "valueFrom": {"secretKeyRef": {"name": "prediction-db-url", "key": "value"}}}
     ]
@@ -116,7 +122,9 @@ def test_argocd_application_wiring() -> None:
         "ServerSideApply=true",
         "RespectIgnoreDifferences=true",
     }
-    assert prod["spec"]["ignoreDifferences"][0]["jqPathExpressions"] == [".spec.rayClusterConfig.workerGroupSpecs[].replicas"]
+    assert prod["spec"]["ignoreDifferences"][0]["jqPathExpressions"] == [
+        ".spec.rayClusterConfig.workerGroupSpecs[].replicas"
+    ]
     manifests = [yaml.safe_load(text) for path, text in files.items() if path.startswith("prod/")]
     waves = {m["kind"]: int(m["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) for m in manifests}
     assert waves["ServiceAccount"] < waves["RayService"]

@@ -82,7 +82,8 @@ def test_gpu_needs_gpu_worker_group(repo: Path) -> None:
     edit(repo, DEV, lambda d: deployment(d, "echo").update(ray_actor_options={"num_gpus": 0.5}))
     assert only_problem(repo, ["dev"]) == (
         "deployments/dev/env.yaml: apps[echo].deployments[Echo].ray_actor_options.num_gpus: got 0.5; a GPU replica "
-        "needs a worker group with num_gpus > 0. Hint: add a GPU worker group (num_gpus, accelerator) or set num_gpus: 0"
+        "needs a worker group with num_gpus > 0. Hint: add a GPU worker group (num_gpus, accelerator) or set "
+        "num_gpus: 0"
     )
 
 
@@ -104,7 +105,13 @@ def test_gpu_packing_counts_cpus_per_node(repo: Path) -> None:
 
 def test_gpu_packing_whole_gpus_stay_on_one_node(repo: Path) -> None:
     edit(repo, PROD, lambda d: d["worker_groups"][0].update(max_replicas=2))
-    edit(repo, PROD, lambda d: deployment(d, "echo").update(autoscaling_config={"max_replicas": 1}, ray_actor_options={"num_gpus": 2}))
+    edit(
+        repo,
+        PROD,
+        lambda d: deployment(d, "echo").update(
+            autoscaling_config={"max_replicas": 1}, ray_actor_options={"num_gpus": 2}
+        ),
+    )
     assert "1 of 1 GPU replicas at max autoscale do not fit" in only_problem(repo, ["prod"])
 
 
@@ -119,19 +126,23 @@ def test_gpu_fraction_or_whole(repo: Path) -> None:
 def test_accelerator_iff_gpus(repo: Path) -> None:
     edit(repo, PROD, lambda d: d["worker_groups"][0].update(accelerator=None))
     assert only_problem(repo, ["prod"]).startswith(
-        "deployments/prod/env.yaml: worker_groups[gpu].accelerator: got None; a group with num_gpus=1 must name an accelerator."
+        "deployments/prod/env.yaml: worker_groups[gpu].accelerator: got None; "
+        "a group with num_gpus=1 must name an accelerator."
     )
 
 
 def test_unique_app_names(repo: Path) -> None:
     edit(repo, BASE_APPS, lambda d: d["apps"].append({**d["apps"][1], "route_prefix": "/other"}))
-    assert "apps[echo-two].name: got 'echo-two'; app name 'echo-two' appears more than once." in problems(repo, ["dev"])[0]
+    assert (
+        "apps[echo-two].name: got 'echo-two'; app name 'echo-two' appears more than once." in problems(repo, ["dev"])[0]
+    )
 
 
 def test_unique_route_prefixes(repo: Path) -> None:
     edit(repo, DEV, lambda d: app(d, "echo-two").update(route_prefix="/echo"))
     assert only_problem(repo, ["dev"]).startswith(
-        "deployments/dev/env.yaml: apps[echo-two].route_prefix: got '/echo'; route_prefix '/echo' appears more than once."
+        "deployments/dev/env.yaml: apps[echo-two].route_prefix: got '/echo'; "
+        "route_prefix '/echo' appears more than once."
     )
 
 
@@ -155,7 +166,8 @@ def test_names_valid_as_kubernetes_names(repo: Path) -> None:
 def test_rayservice_name_at_most_47_characters(repo: Path) -> None:
     edit(repo, DEV, lambda d: d["env"]["target"].update(rayservice_name="r" * 48))
     assert only_problem(repo, ["dev"]).startswith(
-        f"deployments/dev/env.yaml: env.target.rayservice_name: got '{'r' * 48}'; string should have at most 47 characters."
+        f"deployments/dev/env.yaml: env.target.rayservice_name: got '{'r' * 48}'; "
+        "string should have at most 47 characters."
     )
 
 
@@ -189,7 +201,9 @@ def test_cluster_is_known(repo: Path) -> None:
 
 def test_exactly_one_secret_source(repo: Path) -> None:
     edit(repo, PROD, lambda d: d["env"]["secrets"]["PREDICTION_DB_URL"].update(gcp_secret_manager="db-url"))
-    assert "env.secrets.PREDICTION_DB_URL: got 2; a secret reference names exactly one store." in only_problem(repo, ["prod"])
+    assert "env.secrets.PREDICTION_DB_URL: got 2; a secret reference names exactly one store." in only_problem(
+        repo, ["prod"]
+    )
 
 
 def test_secret_written_as_a_value_is_refused(repo: Path) -> None:
@@ -216,15 +230,17 @@ def test_secrets_match_target_store(repo: Path) -> None:
 
 def test_secrets_agree_across_apps(repo: Path) -> None:
     edit(repo, PROD, lambda d: app(d, "echo").update(secrets={"PREDICTION_DB_URL": {"aws_secrets_manager": "other"}}))
-    assert "apps[echo].secrets.PREDICTION_DB_URL: got {'aws_secrets_manager': 'other'}; PREDICTION_DB_URL is already bound" in (
-        only_problem(repo, ["prod"])
+    assert (
+        "apps[echo].secrets.PREDICTION_DB_URL: got {'aws_secrets_manager': 'other'}; PREDICTION_DB_URL is already bound"
+        in (only_problem(repo, ["prod"]))
     )
 
 
 def test_batching_not_in_user_config(repo: Path) -> None:
     edit(repo, DEV, lambda d: deployment(d, "echo").update(user_config={"batching": {"max_batch_size": 4}}))
-    assert "apps[echo].deployments[Echo].user_config.batching: got {'max_batch_size': 4}; user_config.batching is reserved" in (
-        only_problem(repo, ["dev"])
+    assert (
+        "apps[echo].deployments[Echo].user_config.batching: got {'max_batch_size': 4}; user_config.batching is reserved"
+        in (only_problem(repo, ["dev"]))
     )
 
 
