@@ -40,6 +40,25 @@ def models(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON, default=False)
+def publish_models(session: nox.Session) -> None:
+    """Upload the artifacts of models/ to S3 (standard AWS settings): `nox -s publish_models -- <bucket>`."""
+    if not session.posargs:
+        session.error("Usage: nox -s publish_models -- <bucket> [--prefix P]")
+    install(session, "serve")
+    session.run("python", "-m", "serve_apps.publish_models", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def serve(session: nox.Session) -> None:
+    """Run an environment's rendered Serve config on a local Ray until Ctrl-C: `nox -s serve -- <env>`."""
+    if not session.posargs:
+        session.error("Usage: nox -s serve -- <env> [--port 8000]")
+    install(session, "serve")
+    session.run("python", "-m", "serve_apps.build_models", "--out", "models")
+    session.run("python", "-m", "serve_apps.local", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
 def tests(session: nox.Session) -> None:
     """Run the whole test suite against real services (pass pytest options after --)."""
     install(session, "test")

@@ -1,0 +1,140 @@
+"""Run an environment's rendered Serve config on a local Ray: `python -m serve_apps.local <env>` (`nox -s serve`).
+
+The config comes from the same plan `render` writes into serveConfigV2, so what runs here is what the
+cluster runs; only the proxy binds to 127.0.0.1 instead of 0.0.0.0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+LOCAL_HOST = "127.0.0.1"
+
+
+class DeployError(Exception):
+    """A Serve application did not reach RUNNING; the message carries Serve's own reason."""
+
+
+@dataclass(frozen=True)
+class LocalServe:
+    """A Serve config running locally: its base URL and how long each app took from deploy to RUNNING."""
+
+    url: str
+    seconds_to_running: dict[str, float]
+
+
+def env_serve_config(root: Path, env: str) -> dict[str, Any]:
+    """The Serve config of one environment, as render puts it into serveConfigV2; raises SpecError."""
+    from render.plan import plan_env
+    from render.spec.load import load_clusters, load_specs
+
+    spec = load_specs(root, [env])[env]
+    return plan_env(spec, load_clusters(root)).serve_config()
+
+
+def logical_cpus(config: dict[str, Any]) -> int:
+    """CPUs to give a local Ray so every deployment can reach its max replicas (logical, may exceed the cores)."""
+    needed = 0.0
+    for app in config["applications"]:
+        for deployment in app["deployments"]:
+            replicas = deployment.get("autoscaling_config", {}).get("max_replicas") or deployment.get("num_replicas", 1)
+            needed += replicas * deployment.get("ray_actor_options", {}).get("num_cpus", 1)
+    return max(math.ceil(needed), os.cpu_count() or 1)
+
+
+def deploy(config: dict[str, Any], port: int, timeout_s: float = 300) -> LocalServe:
+    """Deploy a Serve config on the connected Ray and wait until every app runs; raise DeployError if one fails."""
+    from ray.serve._private import api as serve_api
+    from ray.serve.schema import ServeDeploySchema
+
+    schema = ServeDeploySchema.model_validate(
+        {**config, "http_options": {**config.get("http_options", {}), "host": LOCAL_HOST, "port": port}}
+    )
+    client = serve_api.serve_start(http_options=schema.http_options.model_dump(), proxy_location=schema.proxy_location)
+    started = time.monotonic()
+    client.deploy_apps(schema, _blocking=False)
+    seconds = wait_running([a.name for a in schema.applications], started, timeout_s)
+    return LocalServe(url=f"http://{LOCAL_HOST}:{port}", seconds_to_running=seconds)
+
+
+def wait_running(names: list[str], started: float, timeout_s: float) -> dict[str, float]:
+    """Poll Serve until each named app is RUNNING; return seconds from `started` per app."""
+    from ray import serve
+
+    seconds: dict[str, float] = {}
+    while len(seconds) < len(names):
+        applications = serve.status().applications
+        for name in names:
+            status = applications.get(name)
+            if status is None or name in seconds:
+                continue
+            if status.status == "RUNNING":
+                seconds[name] = time.monotonic() - started
+            elif status.status in ("DEPLOY_FAILED", "UNHEALTHY"):
+                raise DeployError(f"{name}: {status.status}: {status.message}")
+        if time.monotonic() - started > timeout_s:
+            pending = sorted(set(names) - set(seconds))
+            raise DeployError(f"not RUNNING after {timeout_s:.0f} s: {', '.join(pending)}")
+        time.sleep(0.2)
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start Ray with the dashboard, deploy the env's Serve config, print the URLs, stay up until Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="python -m serve_apps.local", description=__doc__)
+    parser.add_argument("env", help="environment name under deployments/")
+    parser.add_argument("--root", default=".", help="repository root")
+    parser.add_argument("--port", type=int, default=8000, help="HTTP port of the Serve proxy")
+    parser.add_argument("--dashboard-port", type=int, default=8265)
+    args = parser.parse_args(argv)
+
+    from render.errors import SpecError
+
+    try:
+        config = env_serve_config(Path(args.root), args.env)
+    except SpecError as error:
+        print(error, file=sys.stderr)
+        return 1
+
+    import ray
+
+    cpus = logical_cpus(config)
+    print(f"starting Ray ({cpus} logical CPUs), dashboard on http://{LOCAL_HOST}:{args.dashboard_port}")
+    ray.init(
+        num_cpus=cpus,
+        include_dashboard=True,
+        dashboard_host=LOCAL_HOST,
+        dashboard_port=args.dashboard_port,
+    )
+    try:
+        served = deploy(config, args.port)
+    except DeployError as error:
+        print(f"deploy failed: {error}", file=sys.stderr)
+        ray.shutdown()
+        return 1
+    for app in config["applications"]:
+        url = served.url + app["route_prefix"]
+        print(f"  {app['name']:<12} {url}  (docs: {url}/docs, up in {served.seconds_to_running[app['name']]:.1f} s)")
+    print("serving; Ctrl-C stops")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopping")
+    finally:
+        from ray import serve
+
+        serve.shutdown()
+        ray.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
