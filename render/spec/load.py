@@ -91,53 +91,25 @@ def _display(root: Path, path: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
-def _layers(root: Path, env: str) -> list[_Layer]:
-    """Every file of every layer of `env`, base first, the env's own files last."""
-    chain: list[str] = []
-    name = env
-    problems: list[Problem] = []
-    while True:
-        if name in chain:
-            cycle = " -> ".join([*chain, name])
+def _parent(root: Path, env: str) -> str:
+    """The environment `env` extends: the one its files name in `extends`, or base."""
+    parents: dict[str, str] = {}
+    for file in _layer_files(root / DEPLOYMENTS_DIR / env):
+        display = _display(root, file)
+        data = read_yaml(file, display)
+        if "extends" not in data:
+            continue
+        parent = data["extends"]
+        if not isinstance(parent, str):
             raise SpecError(
-                [
-                    Problem(
-                        f"{DEPLOYMENTS_DIR}/{chain[-1]}",
-                        "extends",
-                        repr(name),
-                        f"overlays extend in a circle ({cycle})",
-                        "make the chain end at base",
-                    )
-                ]
+                [Problem(display, "extends", repr(parent), "extends names one environment", "write `extends: <env>`")]
             )
-        chain.append(name)
-        if name == BASE:
-            break
-        directory = root / DEPLOYMENTS_DIR / name
-        files = _layer_files(directory)
-        parents = set()
-        for file in files:
-            data = read_yaml(file, _display(root, file))
-            if "extends" in data:
-                parents.add(data["extends"])
-        if len(parents) > 1:
-            problems.append(
-                Problem(
-                    f"{DEPLOYMENTS_DIR}/{name}",
-                    "extends",
-                    repr(sorted(map(str, parents))),
-                    "the files of one environment extend one parent",
-                    "state extends once",
-                )
-            )
-            raise SpecError(problems)
-        parent = parents.pop() if parents else BASE
-        if not isinstance(parent, str) or not (root / DEPLOYMENTS_DIR / parent).is_dir():
+        if not (root / DEPLOYMENTS_DIR / parent).is_dir():
             known = ", ".join([BASE, *known_envs(root)])
             raise SpecError(
                 [
                     Problem(
-                        _display(root, files[0]),
+                        display,
                         "extends",
                         repr(parent),
                         "extends names an environment directory that does not exist",
@@ -145,12 +117,46 @@ def _layers(root: Path, env: str) -> list[_Layer]:
                     )
                 ]
             )
-        name = parent
-    layers = []
-    for name in reversed(chain):
-        for file in _layer_files(root / DEPLOYMENTS_DIR / name):
-            layers.append(_Layer(_display(root, file), read_yaml(file, _display(root, file))))
-    return layers
+        parents[display] = parent
+    if len(set(parents.values())) > 1:
+        raise SpecError(
+            [
+                Problem(
+                    f"{DEPLOYMENTS_DIR}/{env}",
+                    "extends",
+                    repr(sorted(parents.values())),
+                    "the files of one environment extend one parent",
+                    "state extends once",
+                )
+            ]
+        )
+    return next(iter(parents.values()), BASE)
+
+
+def _layers(root: Path, env: str) -> list[_Layer]:
+    """Every file of every layer of `env`, base first, the env's own files last."""
+    chain = [env]
+    while chain[-1] != BASE:
+        parent = _parent(root, chain[-1])
+        if parent in chain:
+            cycle = " -> ".join([*chain, parent])
+            raise SpecError(
+                [
+                    Problem(
+                        f"{DEPLOYMENTS_DIR}/{chain[-1]}",
+                        "extends",
+                        repr(parent),
+                        f"overlays extend in a circle ({cycle})",
+                        "make the chain end at base",
+                    )
+                ]
+            )
+        chain.append(parent)
+    return [
+        _Layer(_display(root, file), read_yaml(file, _display(root, file)))
+        for name in reversed(chain)
+        for file in _layer_files(root / DEPLOYMENTS_DIR / name)
+    ]
 
 
 def load_clusters(root: Path) -> dict[str, Cluster]:

@@ -201,7 +201,9 @@ class Slo(StrictModel):
 
     p95_ms: Annotated[float, Field(gt=0, le=600_000, description="95th percentile latency limit, in milliseconds.")]
     error_rate: Annotated[float, Field(ge=0, le=1, description="Highest tolerated fraction of failed requests.")]
-    min_rps: Annotated[float, Field(ge=0, description="Lowest acceptable throughput, in requests per second.")]
+    min_rps: Annotated[
+        float, Field(ge=0, le=1_000_000, description="Lowest acceptable throughput, in requests per second.")
+    ]
 
 
 class AutoscalingConfig(StrictModel):
@@ -210,7 +212,7 @@ class AutoscalingConfig(StrictModel):
     min_replicas: Annotated[int, Field(default=1, ge=0, le=1000, description="Fewest replicas.")]
     max_replicas: Annotated[int, Field(default=1, ge=1, le=1000, description="Most replicas.")]
     target_ongoing_requests: Annotated[
-        float, Field(default=2, gt=0, description="Ongoing requests per replica the autoscaler aims for.")
+        float, Field(default=2, gt=0, le=10_000, description="Ongoing requests per replica the autoscaler aims for.")
     ]
     upscale_delay_s: Annotated[
         float, Field(default=30, ge=0, description="How long load must stay high before adding replicas, seconds.")
