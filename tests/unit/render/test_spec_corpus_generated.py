@@ -62,8 +62,8 @@ def _set(data: Any, raw: list[Any], value: Any) -> Any:
 def _cases() -> Iterator[Case]:
     for file in LAYER_FILES:
         data = yaml.safe_load((FIXTURE_REPO / file).read_text())
-        mappings = [("", [], data)] + [(p, r, v) for p, r, v in _walk(data, "", []) if isinstance(v, dict)]
-        for path, raw, mapping in mappings:
+        mappings = [("", [])] + [(p, r) for p, r, v in _walk(data, "", []) if isinstance(v, dict)]
+        for path, raw in mappings:
             if path.endswith(FREE_FORM):
                 continue
             bogus = copy.deepcopy(data)
