@@ -68,11 +68,20 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def lint(session: nox.Session) -> None:
-    """ruff (lint and format check) and mypy."""
+    """ruff (lint and format check), mypy and pip-audit of the pinned dependencies."""
     install(session, "lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy", "render", "serve_apps", "noxfile.py")
+    audit(session)
+
+
+def audit(session: nox.Session) -> None:
+    """pip-audit of every pinned dependency; prints its findings, and says so when no advisory service answers."""
+    pins = session.create_tmp() + "/pins.txt"
+    with open(pins, "w", encoding="utf-8") as file:
+        file.write("\n".join(nox.project.dependency_groups(PYPROJECT, "test", "lint")) + "\n")
+    session.run("pip-audit", "--requirement", pins, "--no-deps", "--disable-pip", "--progress-spinner", "off")
 
 
 @nox.session(python=PYTHON, default=False)
@@ -87,3 +96,43 @@ def bench_render(session: nox.Session) -> None:
     """Time each render stage for generated specs of 100 to 500 apps; writes reports/bench/render.json."""
     install(session, "render")
     session.run("python", "-m", "benchmarks.render_scale", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def diff(session: nox.Session) -> None:
+    """Markdown report of what changes in rendered/ since a git ref, with impact and cost delta."""
+    if len(session.posargs) != 1:
+        session.error("Usage: nox -s diff -- <git-ref>")
+    install(session, "render")
+    session.run("python", "-m", "render", "diff", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def promote(session: nox.Session) -> None:
+    """Copy models, args and image digest from one environment into the next, render, show the diff."""
+    if len(session.posargs) != 2:
+        session.error("Usage: nox -s promote -- <from-env> <to-env>")
+    install(session, "render")
+    session.run("python", "-m", "render", "promote", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def cost(session: nox.Session) -> None:
+    """Monthly cost of an environment at min and max scale, from clusters/prices.yaml."""
+    if len(session.posargs) != 1:
+        session.error("Usage: nox -s cost -- <env>")
+    install(session, "render")
+    session.run("python", "-m", "render", "cost", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def loadtest(session: nox.Session) -> None:
+    """Load-test an environment's apps against its SLOs; Locust reports in reports/loadtest/<env>/<app>/."""
+    if not session.posargs:
+        session.error(
+            "Usage: nox -s loadtest -- <env> [<app>] [--host URL] [--users N] [--duration S] [--spawn-rate R]"
+        )
+    install(session, "test")
+    if not any(arg.startswith("--host") for arg in session.posargs):  # a local Serve loads models/
+        session.run("python", "-m", "serve_apps.build_models", "--out", "models")
+    session.run("python", "-m", "loadtests", *session.posargs)

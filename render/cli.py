@@ -1,4 +1,5 @@
-"""Command line: `python -m render {render,schema}`. User mistakes exit 1 with messages, never a traceback."""
+"""Command line: `python -m render {render,schema,diff,promote,cost}`. User mistakes exit 1 with messages, never a
+traceback."""
 
 from __future__ import annotations
 
@@ -7,18 +8,33 @@ import json
 import sys
 from pathlib import Path
 
+from render.cost import PRICES_FILE, cost_markdown, env_cost, load_prices
+from render.diff import compare, diff_markdown
 from render.errors import ServingError, SpecError, StaleRenderError
-from render.pipeline import render_repo
+from render.pipeline import Rendered, render_repo
+from render.promotion import check_promotion, promote
+from render.resources import applied_manifests
+from render.snapshot import GitError, snapshot
+from render.spec.load import load_specs
 from render.spec.schema import SCHEMA_FILE, spec_json_schema
 from render.validate.crd import crd_dir_from_env
 from render.write import stale_files, write_tree
+
+
+def _guarded_render(root: Path, crd_dir: Path | None) -> Rendered:
+    """Render every environment, then hold the specs against deployments/promotion.yaml (raises SpecError)."""
+    rendered = render_repo(root, crd_dir)
+    note = check_promotion(root, load_specs(root))
+    if note:
+        rendered.notes.append(note)
+    return rendered
 
 
 def _render(args: argparse.Namespace) -> None:
     root = Path(args.root).resolve()
     out = root / args.out
     crd_dir = crd_dir_from_env(args.crd_dir)
-    rendered = render_repo(root, crd_dir)
+    rendered = _guarded_render(root, crd_dir)
     for stage, seconds in rendered.seconds_by_stage.items():
         print(f"  {stage:<10} {seconds * 1000:8.1f} ms")
     for note in rendered.notes:
@@ -53,6 +69,51 @@ def _schema(args: argparse.Namespace) -> None:
     print(f"wrote {SCHEMA_FILE}")
 
 
+def _diff_report(root: Path, ref: str, crd_dir: Path | None) -> str:
+    rendered = _guarded_render(root, crd_dir)
+    old = snapshot(root, ref)
+    prices = load_prices(root) if (root / PRICES_FILE).is_file() else None
+    return diff_markdown(old, compare(old.files, rendered.files, prices))
+
+
+def _diff(args: argparse.Namespace) -> None:
+    print(_diff_report(Path(args.root).resolve(), args.ref, crd_dir_from_env(args.crd_dir)), end="")
+
+
+def _promote(args: argparse.Namespace) -> None:
+    root = Path(args.root).resolve()
+    promotion = promote(root, args.source, args.target)
+    for change in promotion.changes:
+        print(f"{promotion.file}: {change}", file=sys.stderr)
+    for note in promotion.notes:
+        print(f"not promoted: {note}", file=sys.stderr)
+    if not promotion.changes:
+        print(f"{args.target} already runs what {args.source} runs: nothing to promote", file=sys.stderr)
+    crd_dir = crd_dir_from_env(args.crd_dir)
+    rendered = _guarded_render(root, crd_dir)
+    out = root / "rendered"
+    stale = stale_files(rendered.files, out)
+    if stale:
+        write_tree(rendered.files, out)
+    print(f"wrote rendered/: {len(rendered.files)} files, {len(stale)} changed", file=sys.stderr)
+    try:
+        old = snapshot(root, "HEAD")
+    except GitError as error:
+        # The promotion is written either way; only the report is missing.
+        print(f"note: no diff against HEAD: {error}", file=sys.stderr)
+        return
+    prices = load_prices(root) if (root / PRICES_FILE).is_file() else None
+    print(diff_markdown(old, compare(old.files, rendered.files, prices)), end="")
+
+
+def _cost(args: argparse.Namespace) -> None:
+    root = Path(args.root).resolve()
+    prices = load_prices(root)
+    rendered = render_repo(root, None, [args.env])
+    manifests = applied_manifests(rendered.files, args.env)
+    print(cost_markdown(env_cost(args.env, manifests, prices), prices), end="")
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of `python -m render`."""
     top = argparse.ArgumentParser(prog="python -m render", description=__doc__)
@@ -68,6 +129,23 @@ def parser() -> argparse.ArgumentParser:
     schema = commands.add_parser("schema", help="export the spec's JSON Schema to deployments/schema.json")
     schema.add_argument("--check", action="store_true", help="write nothing; exit 1 when the file is stale")
     schema.set_defaults(run=_schema)
+    crd_help = "directory of CRDs to validate the new side against (default: $SERVING_CRD_DIR, ../shared/crds)"
+    diff = commands.add_parser("diff", help="Markdown report of what changes in rendered/ since a git ref, with impact")
+    diff.add_argument("ref", help="git ref to compare with, e.g. origin/main")
+    diff.add_argument("--crd-dir", help=crd_help)
+    diff.set_defaults(run=_diff)
+    promotion = commands.add_parser(
+        "promote", help="copy models, args and image digest from one environment into the next; render; show the diff"
+    )
+    promotion.add_argument("source", help="environment to promote from, e.g. dev")
+    promotion.add_argument("target", help="the environment after it, e.g. staging")
+    promotion.add_argument("--crd-dir", help=crd_help)
+    promotion.set_defaults(run=_promote)
+    cost = commands.add_parser(
+        "cost", help="monthly cost of an environment at min and max scale (clusters/prices.yaml)"
+    )
+    cost.add_argument("env", help="environment name, e.g. prod")
+    cost.set_defaults(run=_cost)
     return top
 
 
