@@ -1,0 +1,360 @@
+"""The prediction log: one row per answered request, written to SQL off the request path.
+
+`record()` only appends to a bounded in-memory buffer; a writer thread flushes it every `flush_interval_s`
+(or as soon as `batch_rows` are waiting) in one transaction per batch. While the database is unreachable the
+rows stay in the buffer and the batch is retried with exponential backoff. A full buffer drops its OLDEST
+rows: the newest rows describe the model as it serves now, and the rows that waited longest are the ones an
+outage has made stale. Every dropped row is counted (metric and `stats()`) and logged.
+
+A batch whose commit succeeded but whose acknowledgement was lost is retried as is; rows are keyed by a
+prediction id made at `record()` time and inserted with insert-ignore semantics, so a retry never duplicates.
+"""
+
+import hashlib
+import json
+import logging
+import math
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    CHAR,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    Index,
+    Insert,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    func,
+    make_url,
+    select,
+)
+from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from serve_apps.common.artifact import default_cache_dir
+from serve_apps.common.metrics import serving_metrics
+from serve_apps.common.schemas import LatencyPercentiles, PredictionLogSettings, PredictionStats
+
+logger = logging.getLogger(__name__)
+
+DB_URL_ENV = "PREDICTION_DB_URL"
+INPUT_EXCERPT_CHARS = 512
+REQUEST_ID_CHARS = 128
+LABEL_CHARS = 255
+_RETRY_FIRST_S = 0.1
+# A full buffer drops rows on every request; one warning per interval (with the running total) is enough.
+_DROP_WARNING_EVERY_S = 10.0
+
+metadata = MetaData()
+
+predictions = Table(
+    "prediction_log",
+    metadata,
+    Column("id", CHAR(32), primary_key=True, comment="Prediction id made by the replica (uuid4 hex)."),
+    Column("request_id", String(REQUEST_ID_CHARS), nullable=False, comment="X-Request-ID as Ray Serve saw it."),
+    Column("app", String(64), nullable=False),
+    Column("model_sha256", CHAR(64), nullable=False),
+    Column("input_sha256", CHAR(64), nullable=False, comment="SHA-256 of the canonical JSON of the request body."),
+    Column("input_excerpt", String(INPUT_EXCERPT_CHARS), nullable=False),
+    Column("output_json", Text().with_variant(mysql.MEDIUMTEXT(), "mysql"), nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("created_at", DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql"), nullable=False, comment="UTC"),
+    Index("ix_prediction_log_app_latency", "app", "latency_ms"),
+    Index("ix_prediction_log_request_id", "request_id"),
+)
+
+# One row per predicted label of a request (an iris request of 3 rows predicts 3 classes), so /stats counts
+# labels with one GROUP BY instead of parsing output JSON.
+prediction_labels = Table(
+    "prediction_log_labels",
+    metadata,
+    Column("prediction_id", CHAR(32), primary_key=True),
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("app", String(64), nullable=False),
+    Column("label", String(LABEL_CHARS), nullable=False),
+    Index("ix_prediction_log_labels_app_label", "app", "label"),
+)
+
+
+@dataclass(frozen=True)
+class PredictionRow:
+    """One logged request, ready to insert."""
+
+    id: str
+    request_id: str
+    app: str
+    model_sha256: str
+    input_sha256: str
+    input_excerpt: str
+    output_json: str
+    latency_ms: float
+    created_at: datetime
+    labels: tuple[str, ...]
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no whitespace: equal inputs give equal text, hence equal digests."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def default_db_url() -> str:
+    """$PREDICTION_DB_URL, else a SQLite file in the model cache directory (a local run)."""
+    configured = os.environ.get(DB_URL_ENV)
+    if configured:
+        return configured
+    cache = default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{cache / 'predictions.sqlite'}"
+
+
+def make_engine(db_url: str, connect_timeout_s: int) -> Engine:
+    """An engine for MySQL (mysql+pymysql://) or SQLite; other databases are refused."""
+    backend = make_url(db_url).get_backend_name()
+    if backend == "mysql":
+        timeouts = {name: connect_timeout_s for name in ("connect_timeout", "read_timeout", "write_timeout")}
+        return create_engine(db_url, pool_pre_ping=True, pool_recycle=3600, connect_args=timeouts)
+    if backend == "sqlite":
+        return create_engine(db_url)
+    raise ValueError(f"{DB_URL_ENV}: got a {backend!r} URL; the prediction log supports mysql+pymysql:// and sqlite://")
+
+
+def create_tables(engine: Engine) -> None:
+    """Create the log's tables where missing (another replica may have created them already)."""
+    metadata.create_all(engine, checkfirst=True)
+
+
+def _insert_ignoring_duplicates(table: Table, backend: str) -> Insert:
+    if backend == "mysql":
+        statement = mysql.insert(table)
+        first_key = table.primary_key.columns[0]
+        # Assigning a key column to itself makes a duplicate a no-op; INSERT IGNORE would also hide other errors.
+        return statement.on_duplicate_key_update({first_key.name: first_key})
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def insert_rows(engine: Engine, rows: Sequence[PredictionRow]) -> None:
+    """Insert rows and their labels in one transaction; rows already present (same id) are left as they are."""
+    if not rows:
+        return
+    backend = engine.dialect.name
+    labels = [
+        {"prediction_id": row.id, "position": position, "app": row.app, "label": label}
+        for row in rows
+        for position, label in enumerate(row.labels)
+    ]
+    with engine.begin() as connection:
+        connection.execute(
+            _insert_ignoring_duplicates(predictions, backend),
+            [{name: value for name, value in asdict(row).items() if name != "labels"} for row in rows],
+        )
+        if labels:
+            connection.execute(_insert_ignoring_duplicates(prediction_labels, backend), labels)
+
+
+class PredictionLog:
+    """Buffers prediction rows and writes them in batches from a background thread."""
+
+    def __init__(self, db_url: str, app: str, settings: PredictionLogSettings) -> None:
+        self.app = app
+        self._settings = settings
+        self._engine = make_engine(db_url, settings.connect_timeout_s)
+        self._metrics = serving_metrics()
+        self._buffer: deque[PredictionRow] = deque()
+        self._cond = threading.Condition()
+        self._in_flight = 0
+        self._dropped = 0
+        self._last_drop_warning = -_DROP_WARNING_EVERY_S
+        self._retrying = False
+        self._flush_requested = False
+        self._closed = False
+        self._tables_ready = False
+        self._writer = threading.Thread(target=self._run, name=f"prediction-log-{app}", daemon=True)
+        self._writer.start()
+
+    def record(
+        self,
+        *,
+        request_id: str,
+        model_sha256: str,
+        request: Mapping[str, Any],
+        response: Mapping[str, Any],
+        labels: Sequence[str],
+        latency_ms: float,
+    ) -> None:
+        """Queue one request's row and count it in the metrics; never blocks on the database."""
+        input_json = canonical_json(request)
+        row = PredictionRow(
+            id=uuid.uuid4().hex,
+            request_id=request_id[:REQUEST_ID_CHARS],
+            app=self.app,
+            model_sha256=model_sha256,
+            input_sha256=hashlib.sha256(input_json.encode()).hexdigest(),
+            input_excerpt=input_json[:INPUT_EXCERPT_CHARS],
+            output_json=canonical_json(response),
+            latency_ms=latency_ms,
+            created_at=datetime.now(UTC).replace(tzinfo=None),
+            labels=tuple(label[:LABEL_CHARS] for label in labels),
+        )
+        self._metrics.prediction(self.app, labels, latency_ms)
+        with self._cond:
+            self._buffer.append(row)
+            overflow = len(self._buffer) - self._settings.buffer_rows
+            for _ in range(overflow):
+                self._buffer.popleft()
+            self._count_dropped(overflow)
+            self._metrics.log_buffer(self.app, len(self._buffer))
+            if len(self._buffer) >= self._settings.batch_rows:
+                self._cond.notify_all()
+
+    def flush(self, timeout_s: float) -> bool:
+        """Write what is buffered now; True when the buffer emptied within `timeout_s`."""
+        with self._cond:
+            self._flush_requested = True
+            self._cond.notify_all()
+            return self._cond.wait_for(lambda: not self._buffer and not self._in_flight, timeout=timeout_s)
+
+    def close(self, timeout_s: float) -> None:
+        """Flush, stop the writer, and report rows that could not be written."""
+        self.flush(timeout_s)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._writer.join(timeout_s)
+        with self._cond:
+            unwritten = len(self._buffer) + self._in_flight
+        if unwritten:
+            logger.error("prediction log of %s closed with %d rows unwritten", self.app, unwritten)
+        self._engine.dispose()
+
+    @property
+    def writer_alive(self) -> bool:
+        """Whether the background writer still runs; a replica without it would only fill its buffer."""
+        return self._writer.is_alive()
+
+    @property
+    def buffered_rows(self) -> int:
+        """Rows not yet committed, including a batch being written."""
+        with self._cond:
+            return len(self._buffer) + self._in_flight
+
+    @property
+    def dropped_rows(self) -> int:
+        """Rows dropped from a full buffer since this log started."""
+        with self._cond:
+            return self._dropped
+
+    def stats(self) -> PredictionStats:
+        """Counts per label and latency percentiles of this app's logged rows. Raises SQLAlchemyError."""
+        self._ensure_tables()
+        of_app = predictions.c.app == self.app
+        with self._engine.connect() as connection:
+            total = connection.scalar(select(func.count()).select_from(predictions).where(of_app)) or 0
+            counts = connection.execute(
+                select(prediction_labels.c.label, func.count())
+                .where(prediction_labels.c.app == self.app)
+                .group_by(prediction_labels.c.label)
+                .order_by(prediction_labels.c.label)
+            ).all()
+            by_latency = select(predictions.c.latency_ms).where(of_app).order_by(predictions.c.latency_ms).limit(1)
+
+            def nearest_rank(percent: int) -> float | None:
+                if not total:
+                    return None
+                return connection.scalar(by_latency.offset(math.ceil(percent / 100 * total) - 1))
+
+            latency = LatencyPercentiles(p50=nearest_rank(50), p95=nearest_rank(95), p99=nearest_rank(99))
+        return PredictionStats(
+            app=self.app,
+            predictions=total,
+            counts={label: count for label, count in counts},
+            latency_ms=latency,
+            buffered_rows=self.buffered_rows,
+            dropped_rows=self.dropped_rows,
+        )
+
+    def _count_dropped(self, rows: int) -> None:
+        if rows <= 0:
+            return
+        self._dropped += rows
+        self._metrics.log_dropped(self.app, rows)
+        now = time.monotonic()
+        if now - self._last_drop_warning >= _DROP_WARNING_EVERY_S:
+            self._last_drop_warning = now
+            logger.warning(
+                "prediction log of %s: buffer full (%d rows), dropping the oldest rows; %d dropped so far",
+                self.app,
+                self._settings.buffer_rows,
+                self._dropped,
+            )
+
+    def _wake_writer(self) -> bool:
+        if self._closed or self._flush_requested:
+            return True
+        # While retrying, only the backoff timeout (or flush/close) wakes the writer, so a full buffer
+        # does not turn an outage into a busy loop.
+        return not self._retrying and len(self._buffer) >= self._settings.batch_rows
+
+    def _run(self) -> None:
+        pause_s = self._settings.flush_interval_s
+        while True:
+            with self._cond:
+                self._cond.wait_for(self._wake_writer, timeout=pause_s)
+                self._flush_requested = False
+                if not self._buffer:
+                    if self._closed:
+                        return
+                    continue
+                batch = [self._buffer.popleft() for _ in range(min(len(self._buffer), self._settings.batch_rows))]
+                self._in_flight = len(batch)
+            written = self._write(batch)
+            with self._cond:
+                if written:
+                    self._in_flight = 0
+                    self._retrying = False
+                    pause_s = 0 if self._buffer else self._settings.flush_interval_s
+                else:
+                    self._requeue(batch)
+                    if self._closed:
+                        return
+                    pause_s = min(pause_s * 2, self._settings.retry_max_s) if self._retrying else _RETRY_FIRST_S
+                    self._retrying = True
+                self._metrics.log_buffer(self.app, len(self._buffer))
+                self._cond.notify_all()
+
+    def _write(self, batch: list[PredictionRow]) -> bool:
+        try:
+            self._ensure_tables()
+            insert_rows(self._engine, batch)
+        except SQLAlchemyError as error:
+            self._metrics.log_write_failed(self.app)
+            logger.warning("prediction log of %s: writing %d rows failed, will retry: %s", self.app, len(batch), error)
+            return False
+        return True
+
+    def _ensure_tables(self) -> None:
+        if not self._tables_ready:
+            create_tables(self._engine)
+            self._tables_ready = True
+
+    def _requeue(self, batch: list[PredictionRow]) -> None:
+        # Called with the lock held. The batch is older than anything buffered, so it goes back in front,
+        # and if rows arrived meanwhile the oldest of the batch are the ones to drop.
+        room = self._settings.buffer_rows - len(self._buffer)
+        kept = batch[max(0, len(batch) - room) :] if room > 0 else []
+        self._buffer.extendleft(reversed(kept))
+        self._in_flight = 0
+        self._count_dropped(len(batch) - len(kept))

@@ -1,0 +1,103 @@
+"""Pydantic models the apps share in their Args, user_config and HTTP API.
+
+Import-light (pydantic only): the spec code imports the apps' Args, and through them this module.
+"""
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Strict: a JSON string such as "5.1" is not a number; no NaN or infinity either. JSON integers are accepted.
+FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+class PredictionLogSettings(BaseModel):
+    """How a replica buffers and writes its prediction log; the database URL comes from $PREDICTION_DB_URL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    buffer_rows: int = Field(
+        default=10_000,
+        ge=1,
+        description=(
+            "Rows kept while the database is slow or unreachable; past it the oldest rows are dropped and counted."
+        ),
+    )
+    batch_rows: int = Field(default=500, ge=1, description="Most rows written in one transaction.")
+    flush_interval_s: float = Field(
+        default=0.1, gt=0, le=10, description="Longest a row waits in the buffer while the database is healthy."
+    )
+    retry_max_s: float = Field(
+        default=2.0, gt=0, le=300, description="Longest pause between retries while the database is unreachable."
+    )
+    connect_timeout_s: int = Field(
+        default=3, ge=1, le=60, description="MySQL connect/read/write timeout, so an outage cannot hang the writer."
+    )
+
+
+class BatchingConfig(BaseModel):
+    """Request batching of a `@serve.batch` method, carried by the spec inside user_config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_batch_size: int = Field(ge=1, le=1024, description="Most requests answered by one model call.")
+    batch_wait_timeout_s: float = Field(
+        ge=0, le=10, description="Longest the first request of a batch waits for others to join it."
+    )
+
+
+class UserConfig(BaseModel):
+    """user_config of an app with no in-place tunables: every key is an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class BatchedUserConfig(BaseModel):
+    """user_config of an app that batches requests."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batching: BatchingConfig | None = Field(
+        default=None, description="Batching to apply in place; absent keeps the current batching."
+    )
+
+
+class Health(BaseModel):
+    """GET /healthz: the replica has its model loaded."""
+
+    status: str = Field(description="Always 'ok'; a replica without a model does not answer 200.")
+    app: str = Field(description="Ray Serve application name.")
+    model_sha256: str = Field(description="SHA-256 of the artifact the replica serves.")
+
+
+class LatencyPercentiles(BaseModel):
+    """Nearest-rank percentiles of logged latencies; null while nothing is logged."""
+
+    p50: float | None = Field(description="Median latency in milliseconds.")
+    p95: float | None = Field(description="95th percentile latency in milliseconds.")
+    p99: float | None = Field(description="99th percentile latency in milliseconds.")
+
+
+class PredictionStats(BaseModel):
+    """GET /stats: what the prediction log holds for one app, plus this replica's buffer."""
+
+    app: str = Field(description="Ray Serve application name the rows belong to.")
+    predictions: int = Field(description="Logged requests of the app, all replicas and model versions.")
+    counts: dict[str, int] = Field(description="Logged predictions per label or class.")
+    latency_ms: LatencyPercentiles = Field(description="Latency percentiles over the logged requests.")
+    buffered_rows: int = Field(description="Rows this replica holds that are not in the database yet.")
+    dropped_rows: int = Field(description="Rows this replica dropped from a full buffer since it started.")
+
+
+class ClassPrediction(BaseModel):
+    """The predicted class of one instance."""
+
+    class_name: str = Field(serialization_alias="class", description="Name of the most probable class.")
+    class_id: int = Field(description="Index of the most probable class.")
+    probabilities: dict[str, float] = Field(description="Probability of every class, by class name.")
+
+
+class ClassPredictions(BaseModel):
+    """POST /predict response of a classifier of feature rows, one prediction per instance in request order."""
+
+    predictions: list[ClassPrediction] = Field(description="One prediction per instance, in request order.")

@@ -1,0 +1,1 @@
+"""Iris species classifier: scikit-learn logistic regression served from ONNX."""

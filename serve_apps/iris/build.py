@@ -1,0 +1,35 @@
+"""Train the iris classifier on scikit-learn's bundled data and convert it to ONNX."""
+
+import json
+from pathlib import Path
+
+from serve_apps.iris.model import CLASS_NAMES_METADATA_KEY, INPUT_NAME, LABEL_OUTPUT, PROBABILITIES_OUTPUT
+
+OPSET = 17
+
+
+def build(target: Path) -> None:
+    """Write the ONNX classifier (probabilities as a tensor, class names in the metadata) to `target`."""
+    import numpy as np
+    import onnx
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    iris = load_iris()
+    features = iris.data.astype(np.float32)
+    # lbfgs is deterministic; random_state pins it should the solver ever change.
+    classifier = LogisticRegression(max_iter=1000, random_state=0).fit(features, iris.target)
+    model = to_onnx(
+        classifier,
+        initial_types=[(INPUT_NAME, FloatTensorType([None, features.shape[1]]))],
+        # Without zipmap the probabilities are a float tensor rather than a list of maps.
+        options={id(classifier): {"zipmap": False}},
+        target_opset=OPSET,
+    )
+    outputs = [output.name for output in model.graph.output]
+    if outputs != [LABEL_OUTPUT, PROBABILITIES_OUTPUT]:
+        raise RuntimeError(f"skl2onnx produced outputs {outputs}, expected {[LABEL_OUTPUT, PROBABILITIES_OUTPUT]}")
+    onnx.helper.set_model_props(model, {CLASS_NAMES_METADATA_KEY: json.dumps(iris.target_names.tolist())})
+    onnx.save(model, str(target))

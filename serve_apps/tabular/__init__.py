@@ -1,0 +1,1 @@
+"""Breast-cancer classifier: an XGBoost model handed over as a joblib file."""

@@ -1,0 +1,66 @@
+"""The model build: byte-deterministic artifacts, manifest and URIs; publishing to S3 (moto server)."""
+
+from pathlib import Path
+
+import pytest
+
+from serve_apps.build_models import build_all, file_uri
+from serve_apps.common.artifact import ArtifactError, ModelArtifact, fetch, sha256_of
+from serve_apps.common.manifest import ManifestEntry, read_manifest, write_manifest
+from serve_apps.publish_models import publish
+
+
+@pytest.fixture(scope="module")
+def rebuilt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("rebuilt")
+    build_all(out)
+    return out
+
+
+def test_build_is_byte_deterministic(built_models: dict[str, Path], rebuilt: Path) -> None:
+    manifest = read_manifest(rebuilt)
+    assert sorted(manifest) == sorted(built_models)
+    assert {name: entry.sha256 for name, entry in manifest.items()} == {
+        name: sha256_of(path) for name, path in built_models.items()
+    }
+
+
+def test_manifest_describes_each_file(rebuilt: Path) -> None:
+    for entry in read_manifest(rebuilt).values():
+        path = rebuilt / entry.path
+        assert entry.sha256 == sha256_of(path)
+        assert entry.size_bytes == path.stat().st_size
+        assert entry.uri == f"file://{path}"
+
+
+def test_file_uri_is_relative_under_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert file_uri(tmp_path / "models" / "iris" / "a.onnx") == "file://models/iris/a.onnx"
+    assert file_uri(Path("/elsewhere/a.onnx")) == "file:///elsewhere/a.onnx"
+
+
+@pytest.fixture
+def small_models(tmp_path: Path) -> Path:
+    """A models dir with one small artifact and its manifest."""
+    models = tmp_path / "models"
+    (models / "doubleit").mkdir(parents=True)
+    path = models / "doubleit" / "doubleit.pt"
+    path.write_bytes(b"scripted module")
+    entry = ManifestEntry(path="doubleit/doubleit.pt", uri=file_uri(path), sha256=sha256_of(path), size_bytes=15)
+    write_manifest(models, {"doubleit": entry})
+    return models
+
+
+def test_publish_uploads_what_fetch_verifies(small_models: Path, tmp_path: Path, s3_bucket: str) -> None:
+    published = publish(small_models, s3_bucket, "/v1/")
+    artifact = published["doubleit"]
+    assert artifact == ModelArtifact(
+        uri=f"s3://{s3_bucket}/v1/doubleit/doubleit.pt", sha256=sha256_of(small_models / "doubleit/doubleit.pt")
+    )
+    assert fetch(artifact, tmp_path / "cache").read_bytes() == b"scripted module"
+
+
+def test_publish_refuses_a_file_changed_since_the_build(small_models: Path, s3_bucket: str) -> None:
+    (small_models / "doubleit" / "doubleit.pt").write_bytes(b"edited by hand")
+    with pytest.raises(ArtifactError, match=r"does not match the manifest's .* Hint: run `python -m serve_apps\.build"):
+        publish(small_models, s3_bucket, "v1")

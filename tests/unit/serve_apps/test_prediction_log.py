@@ -1,0 +1,225 @@
+"""The prediction log against SQLite and the local MariaDB, including outages (a TCP proxy that closes)."""
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from serve_apps.common.prediction_log import (
+    DB_URL_ENV,
+    INPUT_EXCERPT_CHARS,
+    PredictionLog,
+    PredictionRow,
+    canonical_json,
+    create_tables,
+    default_db_url,
+    insert_rows,
+    make_engine,
+    prediction_labels,
+    predictions,
+)
+from serve_apps.common.schemas import PredictionLogSettings
+from tests.unit.serve_apps.tcp_proxy import TcpProxy, free_port
+
+SHA = "a" * 64
+FAST = PredictionLogSettings(flush_interval_s=0.05, retry_max_s=0.2, connect_timeout_s=1)
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'log.sqlite'}"
+    return str(request.getfixturevalue("mariadb_url"))
+
+
+@pytest.fixture
+def app() -> str:
+    """A unique app name, so tests sharing the MariaDB database never see each other's rows."""
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def proxy(mariadb_url: str) -> Iterator[TcpProxy]:
+    """A closed proxy to MariaDB; open() makes the database reachable through it."""
+    server = make_url(mariadb_url)
+    proxy = TcpProxy((server.host or "127.0.0.1", server.port or 3306))
+    yield proxy
+    proxy.close()
+
+
+def proxied(mariadb_url: str, proxy: TcpProxy) -> str:
+    return make_url(mariadb_url).set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+
+
+def record(log: PredictionLog, request_id: str, label: str = "setosa", latency_ms: float = 1.0) -> None:
+    log.record(
+        request_id=request_id,
+        model_sha256=SHA,
+        request={"instances": [[5.1, 3.5, 1.4, 0.2]]},
+        response={"predictions": [{"class": label}]},
+        labels=[label],
+        latency_ms=latency_ms,
+    )
+
+
+def logged_request_ids(db_url: str, app: str) -> list[str]:
+    engine = create_engine(db_url)
+    with engine.connect() as connection:
+        ids = connection.scalars(select(predictions.c.request_id).where(predictions.c.app == app)).all()
+    engine.dispose()
+    return sorted(ids)
+
+
+def test_row_holds_request_digest_excerpt_and_output(db_url: str, app: str) -> None:
+    log = PredictionLog(db_url, app, FAST)
+    request = {"text": "x" * 2000, "labels": ["b", "a"]}
+    response = {"labels": ["a", "b"], "scores": [0.75, 0.25]}
+    log.record(request_id="req-1", model_sha256=SHA, request=request, response=response, labels=["a"], latency_ms=12.5)
+    assert log.flush(timeout_s=10)
+    log.close(timeout_s=5)
+    engine = create_engine(db_url)
+    with engine.connect() as connection:
+        row = connection.execute(select(predictions).where(predictions.c.app == app)).one()
+        labels = connection.execute(select(prediction_labels).where(prediction_labels.c.app == app)).all()
+    engine.dispose()
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"))
+    assert row.request_id == "req-1"
+    assert row.model_sha256 == SHA
+    assert row.input_sha256 == hashlib.sha256(canonical.encode()).hexdigest()
+    assert row.input_excerpt == canonical[:INPUT_EXCERPT_CHARS]
+    assert json.loads(row.output_json) == response
+    assert row.latency_ms == 12.5
+    assert [(label.prediction_id, label.position, label.label) for label in labels] == [(row.id, 0, "a")]
+
+
+def test_canonical_json_ignores_key_order() -> None:
+    assert (
+        canonical_json({"b": 1, "a": [1.5, "é"]})
+        == canonical_json({"a": [1.5, "é"], "b": 1})
+        == '{"a":[1.5,"é"],"b":1}'
+    )
+
+
+def test_stats_counts_labels_and_latency_percentiles(db_url: str, app: str) -> None:
+    log = PredictionLog(db_url, app, FAST)
+    for latency in range(1, 101):
+        record(log, f"req-{latency}", label="setosa" if latency <= 60 else "virginica", latency_ms=float(latency))
+    assert log.flush(timeout_s=10)
+    stats = log.stats()
+    log.close(timeout_s=5)
+    assert stats.app == app
+    assert stats.predictions == 100
+    assert stats.counts == {"setosa": 60, "virginica": 40}
+    assert (stats.latency_ms.p50, stats.latency_ms.p95, stats.latency_ms.p99) == (50.0, 95.0, 99.0)
+    assert (stats.buffered_rows, stats.dropped_rows) == (0, 0)
+
+
+def test_stats_of_empty_log(db_url: str, app: str) -> None:
+    log = PredictionLog(db_url, app, FAST)
+    stats = log.stats()
+    log.close(timeout_s=5)
+    assert (stats.predictions, stats.counts, stats.latency_ms.p50) == (0, {}, None)
+
+
+def test_insert_rows_twice_keeps_one_copy(db_url: str, app: str) -> None:
+    engine = make_engine(db_url, connect_timeout_s=2)
+    create_tables(engine)
+    row = PredictionRow(
+        id=uuid.uuid4().hex,
+        request_id="req-1",
+        app=app,
+        model_sha256=SHA,
+        input_sha256=SHA,
+        input_excerpt="{}",
+        output_json="{}",
+        latency_ms=1.0,
+        created_at=datetime(2026, 1, 1),
+        labels=("x", "y"),
+    )
+    insert_rows(engine, [row])
+    insert_rows(engine, [row])  # a retried batch whose first commit did land
+    with engine.connect() as connection:
+        rows = connection.scalar(select(func.count()).select_from(predictions).where(predictions.c.app == app))
+        labels = connection.scalar(
+            select(func.count()).select_from(prediction_labels).where(prediction_labels.c.app == app)
+        )
+    engine.dispose()
+    assert (rows, labels) == (1, 2)
+
+
+def test_rows_wait_for_unreachable_database_then_land_once(mariadb_url: str, proxy: TcpProxy, app: str) -> None:
+    log = PredictionLog(proxied(mariadb_url, proxy), app, FAST)
+    for index in range(20):
+        record(log, f"req-{index:02}")
+    assert not log.flush(timeout_s=1.5)
+    assert log.buffered_rows == 20
+    proxy.open()
+    assert log.flush(timeout_s=15)
+    log.close(timeout_s=5)
+    assert logged_request_ids(mariadb_url, app) == [f"req-{index:02}" for index in range(20)]
+    assert log.dropped_rows == 0
+
+
+def test_outage_between_batches_loses_and_duplicates_nothing(mariadb_url: str, proxy: TcpProxy, app: str) -> None:
+    proxy.open()
+    log = PredictionLog(proxied(mariadb_url, proxy), app, FAST)
+    for index in range(10):
+        record(log, f"req-{index:02}")
+    assert log.flush(timeout_s=10)
+    proxy.close()  # cuts the pooled connection too
+    for index in range(10, 25):
+        record(log, f"req-{index:02}")
+    assert not log.flush(timeout_s=1.5)
+    proxy.open()
+    assert log.flush(timeout_s=15)
+    log.close(timeout_s=5)
+    assert logged_request_ids(mariadb_url, app) == [f"req-{index:02}" for index in range(25)]
+
+
+def test_full_buffer_drops_oldest_rows_and_counts_them(mariadb_url: str, proxy: TcpProxy, app: str) -> None:
+    settings = FAST.model_copy(update={"buffer_rows": 5, "batch_rows": 2})
+    log = PredictionLog(proxied(mariadb_url, proxy), app, settings)
+    for index in range(12):
+        record(log, f"req-{index:02}")
+    assert not log.flush(timeout_s=1.5)
+    assert (log.buffered_rows, log.dropped_rows) == (5, 7)
+    proxy.open()
+    assert log.flush(timeout_s=15)
+    assert log.stats().dropped_rows == 7
+    log.close(timeout_s=5)
+    assert logged_request_ids(mariadb_url, app) == [f"req-{index:02}" for index in range(7, 12)]
+
+
+def test_stats_raises_while_database_unreachable(app: str) -> None:
+    log = PredictionLog(f"mysql+pymysql://root:@127.0.0.1:{free_port()}/absent", app, FAST)
+    with pytest.raises(SQLAlchemyError):
+        log.stats()
+    log.close(timeout_s=1)
+
+
+def test_close_writes_what_is_buffered(db_url: str, app: str) -> None:
+    log = PredictionLog(db_url, app, PredictionLogSettings(flush_interval_s=10))
+    record(log, "req-1")
+    log.close(timeout_s=10)
+    assert not log.writer_alive
+    assert logged_request_ids(db_url, app) == ["req-1"]
+
+
+def test_default_db_url_is_sqlite_in_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(DB_URL_ENV, raising=False)
+    monkeypatch.setenv("MODEL_CACHE_DIR", str(tmp_path))
+    assert default_db_url() == f"sqlite:///{tmp_path}/predictions.sqlite"
+    monkeypatch.setenv(DB_URL_ENV, "mysql+pymysql://u:p@db:3306/serving")
+    assert default_db_url() == "mysql+pymysql://u:p@db:3306/serving"
+
+
+def test_make_engine_refuses_other_databases() -> None:
+    with pytest.raises(ValueError, match="supports mysql\\+pymysql:// and sqlite://"):
+        make_engine("postgresql://u@db/serving", connect_timeout_s=1)
