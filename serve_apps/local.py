@@ -78,7 +78,9 @@ def wait_running(names: list[str], started: float, timeout_s: float) -> dict[str
             if status.status == "RUNNING":
                 seconds[name] = time.monotonic() - started
             elif status.status in ("DEPLOY_FAILED", "UNHEALTHY"):
-                raise DeployError(f"{name}: {status.status}: {status.message}")
+                # The app's own message is generic; the deployments' messages carry the reason (e.g. a sha256 mismatch).
+                reasons = [status.message, *(d.message for d in status.deployments.values() if d.message)]
+                raise DeployError(f"{name}: {status.status}: " + "\n".join(reasons))
         if time.monotonic() - started > timeout_s:
             pending = sorted(set(names) - set(seconds))
             raise DeployError(f"not RUNNING after {timeout_s:.0f} s: {', '.join(pending)}")
