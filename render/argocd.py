@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from render.argocd_health import health_scripts
+from render.manifests import group_kind
 from render.plan import EnvPlan
+from render.targets.base import NATIVE_DIR, TargetOutput
 
 ARGOCD_NAMESPACE = "argocd"
 PROJECT = "serving"
 RENDERED_DIR = "rendered"
 
 
-def application(plan: EnvPlan, kinds: list[tuple[str, str]]) -> dict[str, Any]:
+def application(plan: EnvPlan, output: TargetOutput) -> dict[str, Any]:
     """The Application that syncs rendered/<env> to the environment's cluster."""
     env = plan.spec.env
     spec: dict[str, Any] = {
@@ -29,15 +31,13 @@ def application(plan: EnvPlan, kinds: list[tuple[str, str]]) -> dict[str, Any]:
             "retry": {"limit": 5, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "3m"}},
         },
     }
-    if plan.autoscaling and ("ray.io", "RayService") in kinds:
-        # The Ray autoscaler owns the worker counts; without this Argo CD and the autoscaler undo each other.
-        spec["ignoreDifferences"] = [
-            {
-                "group": "ray.io",
-                "kind": "RayService",
-                "jqPathExpressions": [".spec.rayClusterConfig.workerGroupSpecs[].replicas"],
-            }
-        ]
+    if output.native:
+        # Native API bodies sit in native/ for pipelines of one's own; Argo CD must never apply them. It reads only
+        # the top directory unless `recurse` is on; the exclude (a glob in which * also matches /) keeps that so.
+        spec["source"]["directory"] = {"recurse": False, "exclude": f"{NATIVE_DIR}/*"}
+    if output.ignore_differences:
+        # Fields a controller owns at run time (an autoscaler's counts); Argo CD would otherwise undo it.
+        spec["ignoreDifferences"] = output.ignore_differences
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Application",
@@ -89,11 +89,11 @@ def health_config_map() -> dict[str, Any]:
     }
 
 
-def build(plans: list[EnvPlan], kinds_by_env: dict[str, list[tuple[str, str]]]) -> list[dict[str, Any]]:
+def build(plans: list[EnvPlan], outputs: dict[str, TargetOutput]) -> list[dict[str, Any]]:
     """Every Argo CD object: Applications, the AppProject and the health customizations."""
-    all_kinds = [k for kinds in kinds_by_env.values() for k in kinds]
+    all_kinds = sorted({group_kind(m) for output in outputs.values() for m in output.manifests})
     return [
         app_project(plans, all_kinds),
         health_config_map(),
-        *(application(p, kinds_by_env[p.name]) for p in plans),
+        *(application(p, outputs[p.name]) for p in plans),
     ]

@@ -39,6 +39,8 @@ def _render(args: argparse.Namespace) -> None:
         print(f"  {stage:<10} {seconds * 1000:8.1f} ms")
     for note in rendered.notes:
         print(f"note: {note}")
+    for line in rendered.parity:
+        print(line)
     if crd_dir is not None:
         print(f"validated against the CRDs in {crd_dir}")
     stale = stale_files(rendered.files, out)

@@ -1,44 +1,53 @@
-"""spec → plan → manifests → validated files, with no I/O beyond reading the spec and the CRDs."""
+"""spec → plan → target outputs → validated files, with no I/O beyond reading the spec and the CRDs."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from render import argocd
+from render import argocd, parity
 from render.errors import RenderError
-from render.manifests import dump, file_name, group_kind
+from render.manifests import dump, file_name
 from render.plan import EnvPlan, plan_env
 from render.spec.load import load_clusters, load_specs
 from render.targets import BUILDERS
+from render.targets.base import NativeBody, TargetOutput
+from render.validate.aws import request_problems
+from render.validate.cloudrun import run_service_problems
 from render.validate.crd import CrdIndex, validate
+from render.validate.knative import knative_service_problems
 from render.validate.serve import serve_config_problems
 
 ARGOCD_DIR = "argocd"
+# How each native body is validated: by its API service ("ecs"), else by its full name ("run.v2.Service").
+_NATIVE_VALIDATORS: dict[str, Callable[[NativeBody], list[str]]] = {
+    "ecs": lambda b: request_problems("ecs", b.api.split(".", 1)[1], b.body),
+    "application-autoscaling": lambda b: request_problems("application-autoscaling", b.api.split(".", 1)[1], b.body),
+    "run.v2.Service": lambda b: run_service_problems(b.body),
+    "run.v1.Service": lambda b: knative_service_problems(b.body),
+}
 
 
 @dataclass
 class Rendered:
-    """What a render produced: file texts by path relative to rendered/, and what it could not check."""
+    """What a render produced: file texts by path relative to rendered/, what it could not check, and the parity
+    summary (one line per environment, plus a warning per stated field its target cannot honour)."""
 
     files: dict[str, str]
     notes: list[str] = field(default_factory=list)
     seconds_by_stage: dict[str, float] = field(default_factory=dict)
+    parity: list[str] = field(default_factory=list)
 
 
-def _validate(manifests: list[dict[str, Any]], index: CrdIndex | None, skipped: set[str]) -> list[str]:
+def _validate_manifests(manifests: list[dict[str, Any]], index: CrdIndex | None, skipped: set[str]) -> list[str]:
+    if index is None:
+        return []
     problems: list[str] = []
     for manifest in manifests:
-        where = f"{manifest['kind']}/{manifest['metadata']['name']}"
-        if manifest["kind"] == "RayService":
-            problems += [
-                f"{where}: spec.serveConfigV2: {p}" for p in serve_config_problems(manifest["spec"]["serveConfigV2"])
-            ]
-        if index is None:
-            continue
         if index.has(manifest["apiVersion"], manifest["kind"]):
             problems += validate(manifest, index)
         else:
@@ -46,12 +55,24 @@ def _validate(manifests: list[dict[str, Any]], index: CrdIndex | None, skipped: 
     return problems
 
 
-def _place(files: dict[str, str], directory: str, manifests: list[dict[str, Any]]) -> None:
-    for manifest in manifests:
-        path = f"{directory}/{file_name(manifest)}"
-        if path in files:
-            raise RenderError(f"two manifests would both be written to rendered/{path}")
-        files[path] = dump(manifest)
+def _validate_output(env: str, output: TargetOutput, index: CrdIndex | None, skipped: set[str]) -> list[str]:
+    problems = _validate_manifests(output.manifests, index, skipped)
+    for where, text in output.serve_configs.items():
+        problems += [f"{where}: {p}" for p in serve_config_problems(text)]
+    for body in output.native:
+        validator = _NATIVE_VALIDATORS.get(body.api) or _NATIVE_VALIDATORS[body.api.split(".", 1)[0]]
+        problems += [f"{env}/{body.path}: {p}" for p in validator(body)]
+    return problems
+
+
+def _place(files: dict[str, str], path: str, text: str) -> None:
+    if path in files:
+        raise RenderError(f"two objects would both be written to rendered/{path}")
+    files[path] = text
+
+
+def _native_text(body: NativeBody) -> str:
+    return dump(body.body) if body.suffix == "yaml" else json.dumps(body.body, indent=2, sort_keys=True) + "\n"
 
 
 def render_repo(root: Path, crd_dir: Path | None, envs: list[str] | None = None) -> Rendered:
@@ -62,27 +83,34 @@ def render_repo(root: Path, crd_dir: Path | None, envs: list[str] | None = None)
     clock.lap("spec")
     plans: list[EnvPlan] = [plan_env(spec, clusters) for spec in specs.values()]
     clock.lap("plan")
-    manifests_by_env = {plan.name: BUILDERS[plan.spec.env.target.kind](plan) for plan in plans}
-    kinds_by_env = {env: sorted({group_kind(m) for m in ms}) for env, ms in manifests_by_env.items()}
-    argocd_manifests = argocd.build(plans, kinds_by_env)
+    outputs = {plan.name: BUILDERS[plan.spec.env.target.kind](plan) for plan in plans}
+    argocd_manifests = argocd.build(plans, outputs)
+    reports = {plan.name: parity.report(plan, outputs[plan.name]) for plan in plans}
     clock.lap("manifests")
     index = CrdIndex(crd_dir) if crd_dir is not None else None
     skipped: set[str] = set()
-    problems = [p for ms in [*manifests_by_env.values(), argocd_manifests] for p in _validate(ms, index, skipped)]
+    problems = [p for env, output in outputs.items() for p in _validate_output(env, output, index, skipped)]
+    problems += _validate_manifests(argocd_manifests, index, skipped)
     if problems:
         raise RenderError("rendered manifests failed validation:\n" + "\n".join(sorted(problems)))
     clock.lap("validate")
     files: dict[str, str] = {}
-    for env, manifests in manifests_by_env.items():
-        _place(files, env, manifests)
-    _place(files, ARGOCD_DIR, argocd_manifests)
+    for env, output in outputs.items():
+        for manifest in output.manifests:
+            _place(files, f"{env}/{file_name(manifest)}", dump(manifest))
+        for body in output.native:
+            _place(files, f"{env}/{body.path}", _native_text(body))
+        _place(files, f"{env}/{parity.REPORT}", reports[env])
+    for manifest in argocd_manifests:
+        _place(files, f"{ARGOCD_DIR}/{file_name(manifest)}", dump(manifest))
     clock.lap("serialize")
     notes = (
         ["CRD validation skipped: no CRD directory (pass --crd-dir or set SERVING_CRD_DIR)"]
         if index is None
         else [f"no CRD for {kind} in {crd_dir}: not validated against a schema" for kind in sorted(skipped)]
     )
-    return Rendered(files=dict(sorted(files.items())), notes=notes, seconds_by_stage=clock.laps)
+    summary = [line for plan in plans for line in parity.summary(plan, outputs[plan.name])]
+    return Rendered(files=dict(sorted(files.items())), notes=notes, seconds_by_stage=clock.laps, parity=summary)
 
 
 class _Clock:

@@ -1,4 +1,8 @@
-"""Golden files of the rendered fixture repo: compare (tests) and regenerate (`nox -s update_golden`)."""
+"""Golden files of the rendered fixture repos: compare (tests) and regenerate (`nox -s update_golden`).
+
+tests/fixtures/repo (KubeRay envs) renders to tests/golden/, tests/fixtures/repo_targets (ECS and Cloud Run envs)
+to tests/golden_targets/.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,14 @@ from render.write import read_tree, write_tree
 
 FIXTURE_REPO = Path(__file__).parent / "fixtures" / "repo"
 GOLDEN_DIR = Path(__file__).parent / "golden"
+TARGETS_REPO = Path(__file__).parent / "fixtures" / "repo_targets"
+TARGETS_GOLDEN_DIR = Path(__file__).parent / "golden_targets"
+GOLDEN_TREES = {FIXTURE_REPO: GOLDEN_DIR, TARGETS_REPO: TARGETS_GOLDEN_DIR}
 
 
-def render_fixture() -> dict[str, str]:
-    """The fixture repo rendered in memory (CRD validation is a separate test)."""
-    return render_repo(FIXTURE_REPO, crd_dir=None).files
+def render_fixture(repo: Path = FIXTURE_REPO) -> dict[str, str]:
+    """A fixture repo rendered in memory (CRD validation is a separate test)."""
+    return render_repo(repo, crd_dir=None).files
 
 
 def differences(files: dict[str, str], golden: dict[str, str]) -> list[str]:
@@ -35,16 +42,17 @@ def differences(files: dict[str, str], golden: dict[str, str]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    """`update` rewrites tests/golden/ from the fixture repo."""
+    """`update` rewrites every golden tree from its fixture repo."""
     if argv != ["update"]:
         print("usage: python -m tests.golden_tree update", file=sys.stderr)
         return 2
-    files = render_fixture()
-    changed = differences(files, read_tree(GOLDEN_DIR))
-    write_tree(files, GOLDEN_DIR)
-    print(f"tests/golden/: {len(files)} files, {len(changed)} changed")
-    for line in changed:
-        print(line.splitlines()[0])
+    for repo, golden in GOLDEN_TREES.items():
+        files = render_fixture(repo)
+        changed = differences(files, read_tree(golden))
+        write_tree(files, golden)
+        print(f"tests/{golden.name}/: {len(files)} files, {len(changed)} changed")
+        for line in changed:
+            print(line.splitlines()[0])
     return 0
 
 

@@ -502,6 +502,15 @@ class Spec(StrictModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def target_accepts_spec(self) -> Spec:
+        # Rules of one target that need the whole spec (GPU on Fargate, Cloud Run instance shapes) live with the
+        # target, in its config's spec_errors(); they run after the rules above, and the first one is reported.
+        problem = next(iter(self.env.target.spec_errors(self)), None)
+        if problem is not None:
+            raise problem
+        return self
+
 
 def _reject_duplicates(names: list[str], rule_name: str, what: str, key: str = "name") -> None:
     seen: set[str] = set()

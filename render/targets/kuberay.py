@@ -6,10 +6,10 @@ import re
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field
 
 from render.spec.base import K8sName, StrictModel
-from render.spec.rules import rule_error
+from render.targets.base import Honour, TargetConfigBase, TargetOutput, error, exact, secret_parity, target_of
 
 if TYPE_CHECKING:
     from render.plan import EnvPlan
@@ -34,10 +34,11 @@ class ServiceAccountConfig(StrictModel):
     ]
 
 
-class KubeRayTargetConfig(StrictModel):
+class KubeRayTargetConfig(TargetConfigBase):
     """Run the environment as a KubeRay RayService on a Kubernetes cluster."""
 
     secret_store_kind: ClassVar[str] = "aws_secrets_manager"  # noqa: S105 - a store name, not a secret
+    cluster_kinds: ClassVar[tuple[str, ...]] = ("eks", "gke")
 
     kind: Annotated[Literal["kuberay"], Field(description="Target discriminator.")]
     cluster: Annotated[str, Field(description="Cluster name from clusters/clusters.yaml (kind eks or gke).")]
@@ -59,30 +60,6 @@ class KubeRayTargetConfig(StrictModel):
         ),
     ]
 
-    @field_validator("cluster")
-    @classmethod
-    def cluster_is_known(cls, value: str, info: ValidationInfo) -> str:
-        clusters = (info.context or {}).get("clusters")
-        if clusters is None:
-            return value
-        if value not in clusters:
-            raise rule_error(
-                "cluster_is_known",
-                field="",
-                got=value,
-                rule="the cluster is not listed in clusters/clusters.yaml",
-                hint=f"use one of: {', '.join(sorted(clusters)) or '(none listed)'}",
-            )
-        if clusters[value].kind not in ("eks", "gke"):
-            raise rule_error(
-                "cluster_runs_kubernetes",
-                field="",
-                got=value,
-                rule=f"a kuberay target needs a Kubernetes cluster, and {value!r} is of kind {clusters[value].kind}",
-                hint="name an eks or gke cluster",
-            )
-        return value
-
 
 def secret_object_name(env_var: str) -> str:
     """Kubernetes Secret name for an environment variable: DB_URL → db-url."""
@@ -99,7 +76,7 @@ def _cpu(num: float) -> str:
 
 
 def _metadata(plan: EnvPlan, name: str, wave: int, **extra: Any) -> dict[str, Any]:
-    target = plan.spec.env.target
+    target = target_of(plan, KubeRayTargetConfig)
     return {
         "name": name,
         "namespace": target.namespace,
@@ -135,7 +112,7 @@ def _container(
 
 
 def _head_group(plan: EnvPlan, head: HeadGroup) -> dict[str, Any]:
-    target = plan.spec.env.target
+    target = target_of(plan, KubeRayTargetConfig)
     ports = [
         {"containerPort": 6379, "name": "gcs-server"},
         {"containerPort": 8265, "name": "dashboard"},
@@ -163,7 +140,7 @@ def _head_group(plan: EnvPlan, head: HeadGroup) -> dict[str, Any]:
 
 
 def _worker_group(plan: EnvPlan, group: WorkerGroup) -> dict[str, Any]:
-    target = plan.spec.env.target
+    target = target_of(plan, KubeRayTargetConfig)
     ports = [{"containerPort": METRICS_PORT, "name": "metrics"}]
     node_selector = {"node.kubernetes.io/instance-type": group.node_type}
     tolerations = [t.model_dump(exclude_none=True) for t in group.tolerations]
@@ -209,7 +186,7 @@ def rayservice(plan: EnvPlan) -> dict[str, Any]:
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayService",
-        "metadata": _metadata(plan, spec.env.target.rayservice_name, wave=1),
+        "metadata": _metadata(plan, target_of(plan, KubeRayTargetConfig).rayservice_name, wave=1),
         "spec": {
             "upgradeStrategy": {"type": "NewCluster"},
             "serveConfigV2": serve_config_v2(plan),
@@ -220,7 +197,7 @@ def rayservice(plan: EnvPlan) -> dict[str, Any]:
 
 def service_account(plan: EnvPlan) -> dict[str, Any]:
     """The pods' ServiceAccount with the IRSA role annotation."""
-    account = plan.spec.env.target.service_account
+    account = target_of(plan, KubeRayTargetConfig).service_account
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
@@ -242,7 +219,7 @@ def external_secret(plan: EnvPlan, env_var: str, ref: SecretRef) -> dict[str, An
         "metadata": _metadata(plan, name, wave=0),
         "spec": {
             "refreshInterval": "1h",
-            "secretStoreRef": {"kind": "ClusterSecretStore", "name": plan.spec.env.target.secret_store},
+            "secretStoreRef": {"kind": "ClusterSecretStore", "name": target_of(plan, KubeRayTargetConfig).secret_store},
             "target": {"name": name, "creationPolicy": "Owner"},
             "data": [{"secretKey": "value", "remoteRef": remote}],
         },
@@ -251,7 +228,7 @@ def external_secret(plan: EnvPlan, env_var: str, ref: SecretRef) -> dict[str, An
 
 def pod_monitor(plan: EnvPlan) -> dict[str, Any]:
     """A Prometheus PodMonitor scraping Ray's and Serve's metrics from every Ray pod."""
-    name = plan.spec.env.target.rayservice_name
+    name = target_of(plan, KubeRayTargetConfig).rayservice_name
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PodMonitor",
@@ -263,8 +240,76 @@ def pod_monitor(plan: EnvPlan) -> dict[str, Any]:
     }
 
 
-def build(plan: EnvPlan) -> list[dict[str, Any]]:
+def _parity() -> dict[str, Honour]:
+    ray = "in the Serve config Ray reads"
+    node = "the Ray node pool of the RayService (workerGroupSpecs)"
+    return {
+        **secret_parity(
+            aws=exact("ExternalSecret remoteRef.key → Kubernetes Secret → container env"),
+            gcp=error("refused (secrets_match_target_store): this target reads AWS Secrets Manager"),
+            key=exact("ExternalSecret remoteRef.property"),
+        ),
+        "env.ray_version": exact("RayService rayClusterConfig.rayVersion"),
+        "head_group.num_cpus": exact("head pod CPU request and limit; the head runs no replicas (num-cpus 0)"),
+        "head_group.memory_gib": exact("head pod memory request and limit"),
+        "head_group.node_selector": exact("head pod nodeSelector"),
+        **{
+            f"worker_groups[].{name}": exact(f"{node}: {what}")
+            for name, what in {
+                "name": "groupName",
+                "node_type": "nodeSelector node.kubernetes.io/instance-type",
+                "accelerator": "nodeSelector k8s.amazonaws.com/accelerator and a GPU toleration",
+                "min_replicas": "minReplicas (and the initial replicas)",
+                "max_replicas": "maxReplicas, scaled by the Ray autoscaler",
+                "num_cpus": "pod CPU request and limit",
+                "memory_gib": "pod memory request and limit",
+                "num_gpus": "pod nvidia.com/gpu limit",
+                "node_selector": "extra pod nodeSelector labels",
+                "tolerations[].key": "pod tolerations",
+                "tolerations[].operator": "pod tolerations",
+                "tolerations[].value": "pod tolerations",
+                "tolerations[].effect": "pod tolerations",
+            }.items()
+        },
+        "apps[].deployments[].num_replicas": exact(f"num_replicas {ray}"),
+        **{
+            f"apps[].deployments[].autoscaling_config.{name}": exact(f"autoscaling_config.{name} {ray}")
+            for name in (
+                "min_replicas",
+                "max_replicas",
+                "target_ongoing_requests",
+                "upscale_delay_s",
+                "downscale_delay_s",
+            )
+        },
+        "apps[].deployments[].ray_actor_options.num_cpus": exact(f"ray_actor_options.num_cpus {ray}"),
+        "apps[].deployments[].ray_actor_options.num_gpus": exact(f"ray_actor_options.num_gpus {ray}; fractions share"),
+        "apps[].deployments[].ray_actor_options.memory_gib": exact(f"ray_actor_options.memory (bytes) {ray}"),
+    }
+
+
+def build(plan: EnvPlan) -> TargetOutput:
     """All KubeRay-target manifests of one environment."""
-    manifests = [service_account(plan), rayservice(plan), pod_monitor(plan)]
+    service = rayservice(plan)
+    manifests = [service_account(plan), service, pod_monitor(plan)]
     manifests += [external_secret(plan, var, ref) for var, ref in plan.secrets.items()]
-    return manifests
+    ignore = (
+        # The Ray autoscaler owns the worker counts; without this Argo CD and the autoscaler undo each other.
+        [
+            {
+                "group": "ray.io",
+                "kind": "RayService",
+                "jqPathExpressions": [".spec.rayClusterConfig.workerGroupSpecs[].replicas"],
+            }
+        ]
+        if plan.autoscaling
+        else []
+    )
+    return TargetOutput(
+        manifests=manifests,
+        serve_configs={
+            f"RayService/{service['metadata']['name']}: spec.serveConfigV2": service["spec"]["serveConfigV2"]
+        },
+        parity=_parity(),
+        ignore_differences=ignore,
+    )

@@ -125,7 +125,9 @@ def test_argocd_application_wiring() -> None:
     assert prod["spec"]["ignoreDifferences"][0]["jqPathExpressions"] == [
         ".spec.rayClusterConfig.workerGroupSpecs[].replicas"
     ]
-    manifests = [yaml.safe_load(text) for path, text in files.items() if path.startswith("prod/")]
+    manifests = [
+        yaml.safe_load(text) for path, text in files.items() if path.startswith("prod/") and path.endswith(".yaml")
+    ]
     waves = {m["kind"]: int(m["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) for m in manifests}
     assert waves["ServiceAccount"] < waves["RayService"]
     assert waves["ExternalSecret"] < waves["RayService"]

@@ -1,0 +1,272 @@
+"""The Cloud Run target: knative and v2 bodies and Config Connector objects from the fixture envs `run` and
+`run-gpu`, their validation, and the Cloud Run spec rules (GPUs, secrets, names, sizes)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from render.pipeline import render_repo
+from render.validate.cloudrun import run_service_problems
+from render.validate.knative import knative_service_problems
+from render.validate.serve import serve_config_problems
+from tests.golden_tree import TARGETS_REPO, render_fixture
+from tests.unit.render.conftest import deployment, edit, problems
+
+CRDS = Path(__file__).parents[3].parent / "shared" / "crds"
+RUN = "deployments/run/env.yaml"
+RUN_GPU = "deployments/run-gpu/env.yaml"
+
+
+@pytest.fixture(scope="module")
+def files() -> dict[str, str]:
+    """The targets fixture repo, rendered once."""
+    return render_fixture(TARGETS_REPO)
+
+
+@pytest.fixture
+def targets_repo(tmp_path: Path) -> Path:
+    """A private copy of tests/fixtures/repo_targets."""
+    shutil.copytree(TARGETS_REPO, tmp_path / "repo")
+    return tmp_path / "repo"
+
+
+def v2(files: dict[str, str], env: str, app: str) -> dict[str, Any]:
+    return json.loads(files[f"{env}/native/{app}/run.v2.Service.json"])
+
+
+def knative(files: dict[str, str], env: str, app: str) -> dict[str, Any]:
+    return yaml.safe_load(files[f"{env}/native/{app}/run.v1.Service.yaml"])
+
+
+def only_problem(repo: Path, envs: list[str]) -> str:
+    found = problems(repo, envs)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_every_v2_body_parses_into_the_cloud_run_protos(files: dict[str, str]) -> None:
+    paths = [p for p in files if p.endswith("/run.v2.Service.json")]
+    assert len(paths) == 4
+    for path in paths:
+        assert run_service_problems(json.loads(files[path])) == [], path
+
+
+def test_every_knative_body_passes_the_admin_api_v1_schema(files: dict[str, str]) -> None:
+    paths = [p for p in files if p.endswith("/run.v1.Service.yaml")]
+    assert len(paths) == 4
+    for path in paths:
+        assert knative_service_problems(yaml.safe_load(files[path])) == [], path
+
+
+def test_an_unknown_field_in_a_knative_body_is_refused(files: dict[str, str]) -> None:
+    body = knative(files, "run", "echo")
+    body["spec"]["template"]["spec"]["containerConcurency"] = 16
+    assert knative_service_problems(body) == [
+        "spec.template.spec: Additional properties are not allowed ('containerConcurency' was unexpected)"
+    ]
+
+
+def test_an_unknown_field_in_a_v2_body_is_refused(files: dict[str, str]) -> None:
+    body = v2(files, "run", "echo")
+    body["template"]["containers"][0]["resources"]["cpuIdel"] = False
+    (problem,) = run_service_problems(body)
+    assert 'Message type "google.cloud.run.v2.ResourceRequirements" has no field named "cpuIdel"' in problem
+
+
+def test_the_v2_validator_checks_documented_limits(files: dict[str, str]) -> None:
+    body = v2(files, "run", "echo")
+    body["template"]["maxInstanceRequestConcurrency"] = 1001
+    body["template"]["containers"][0]["resources"]["limits"] = {"cpu": "1", "memory": "8Gi"}
+    assert run_service_problems(body) == [
+        "template.containers[0].resources.limits.memory: got 8Gi; with 1 CPU it must be 512Mi to 4096Mi",
+        "template.maxInstanceRequestConcurrency: got 1001; must be 1 to 1000",
+    ]
+
+
+def test_every_instance_runs_a_valid_single_app_serve_config(files: dict[str, str]) -> None:
+    for path in [p for p in files if p.endswith("/run.v2.Service.json")]:
+        env = json.loads(files[path])["template"]["containers"][0]["env"]
+        (text,) = [e["value"] for e in env if e["name"] == "SERVE_CONFIG"]
+        assert serve_config_problems(text) == []
+        assert [d["num_replicas"] for d in yaml.safe_load(text)["applications"][0]["deployments"]] == [1]
+
+
+@pytest.mark.skipif(not CRDS.is_dir(), reason="../shared/crds not found: CRD validation not exercised")
+def test_config_connector_objects_pass_their_closed_crds() -> None:
+    rendered = render_repo(TARGETS_REPO, CRDS, ["run", "run-gpu"])
+    assert rendered.notes == [f"no CRD for v1 ConfigMap in {CRDS}: not validated against a schema"]
+
+
+def test_scaling_concurrency_probe_and_cpu_allocation(files: dict[str, str]) -> None:
+    template = v2(files, "run", "echo")["template"]
+    assert template["scaling"] == {"minInstanceCount": 1, "maxInstanceCount": 2}
+    assert template["maxInstanceRequestConcurrency"] == 16  # Echo's max_ongoing_requests
+    (container,) = template["containers"]
+    assert container["startupProbe"] == {
+        "httpGet": {"path": "/echo/healthz", "port": 8000},
+        "periodSeconds": 10,
+        "failureThreshold": 24,
+        "timeoutSeconds": 5,
+    }
+    assert container["resources"]["cpuIdle"] is False
+    assert container["resources"]["limits"] == {"cpu": "2", "memory": "5632Mi"}
+    assert template["timeout"] == "10s"
+    assert template["serviceAccount"] == "serving-run@acme-serving-test.iam.gserviceaccount.com"
+
+
+def test_secrets_come_from_secret_manager_in_every_form(files: dict[str, str]) -> None:
+    env = {e["name"]: e for e in v2(files, "run", "echo-two")["template"]["containers"][0]["env"]}
+    assert env["PREDICTION_DB_URL"]["valueSource"] == {
+        "secretKeyRef": {"secret": "prediction-db-url", "version": "latest"}
+    }
+    assert env["ECHO_TOKEN"]["valueSource"] == {
+        "secretKeyRef": {"secret": "projects/acme-shared/secrets/echo-token", "version": "3"}
+    }
+    template = knative(files, "run", "echo-two")["spec"]["template"]
+    assert template["metadata"]["annotations"]["run.googleapis.com/secrets"] == (
+        "echo-token:projects/acme-shared/secrets/echo-token"
+    )
+    v1_env = {e["name"]: e for e in template["spec"]["containers"][0]["env"]}
+    assert v1_env["ECHO_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "echo-token", "key": "3"}}
+
+
+def test_each_secret_is_granted_to_the_service_account(files: dict[str, str]) -> None:
+    members = [
+        yaml.safe_load(text) for path, text in files.items() if path.startswith("run/") and ".IAMPolicyMember-" in path
+    ]
+    assert sorted(m["spec"]["resourceRef"]["external"] for m in members) == [
+        "projects/acme-serving-test/secrets/prediction-db-url",
+        "projects/acme-shared/secrets/echo-token",
+    ]
+    assert all(m["spec"]["role"] == "roles/secretmanager.secretAccessor" for m in members)
+    assert all(m["spec"]["memberFrom"] == {"serviceAccountRef": {"name": "serving-run"}} for m in members)
+
+
+def test_knative_and_v2_forms_agree(files: dict[str, str]) -> None:
+    for env, app in [("run", "echo"), ("run", "echo-two"), ("run-gpu", "echo")]:
+        template = v2(files, env, app)["template"]
+        v1 = knative(files, env, app)["spec"]["template"]
+        container, v1_container = template["containers"][0], v1["spec"]["containers"][0]
+        assert v1_container["image"] == container["image"]
+        assert v1_container["command"] + v1_container["args"] == container["command"] + container["args"]
+        assert v1_container["resources"]["limits"] == container["resources"]["limits"]
+        assert v1_container["startupProbe"] == container["startupProbe"]
+        assert v1["spec"]["containerConcurrency"] == template["maxInstanceRequestConcurrency"]
+        annotations = v1["metadata"]["annotations"]
+        assert int(annotations["autoscaling.knative.dev/minScale"]) == template["scaling"]["minInstanceCount"]
+        assert int(annotations["autoscaling.knative.dev/maxScale"]) == template["scaling"]["maxInstanceCount"]
+        assert annotations["run.googleapis.com/cpu-throttling"] == "false"
+
+
+def test_run_service_is_the_v2_template_in_config_connector_spelling(files: dict[str, str]) -> None:
+    service = yaml.safe_load(files["run/run.cnrm.cloud.google.com.RunService-run-echo.yaml"])
+    template = v2(files, "run", "echo")["template"]
+    assert service["spec"]["template"]["scaling"] == template["scaling"]
+    assert service["spec"]["template"]["serviceAccountRef"] == {"external": template["serviceAccount"]}
+    assert service["spec"]["projectRef"] == {"external": "acme-serving-test"}
+    assert service["spec"]["location"] == "europe-west4"
+
+
+def test_a_gpu_service_is_native_only_with_a_whole_l4_and_cpu_always_on(files: dict[str, str]) -> None:
+    assert not [p for p in files if p.startswith("run-gpu/") and ".RunService-" in p]
+    template = v2(files, "run-gpu", "echo")["template"]
+    assert template["nodeSelector"] == {"accelerator": "nvidia-l4"}
+    resources = template["containers"][0]["resources"]
+    assert resources["limits"] == {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"}
+    assert resources["cpuIdle"] is False
+    assert template["scaling"] == {"minInstanceCount": 0, "maxInstanceCount": 2}
+    spec = knative(files, "run-gpu", "echo")["spec"]["template"]["spec"]
+    assert spec["nodeSelector"] == {"run.googleapis.com/accelerator": "nvidia-l4"}
+    application = yaml.safe_load(files["argocd/argoproj.io.Application-serving-run-gpu.yaml"])
+    assert application["spec"]["source"]["directory"] == {"recurse": False, "exclude": "native/*"}
+
+
+def test_gpu_with_config_connector_is_refused_naming_the_native_form(targets_repo: Path) -> None:
+    edit(targets_repo, RUN_GPU, lambda d: d["env"]["target"].pop("run_service"))
+    assert only_problem(targets_repo, ["run-gpu"]) == (
+        "deployments/run-gpu/env.yaml: env.target.run_service: got 'config-connector'; app echo uses a GPU, and "
+        "Config Connector's RunService (v1.155) has no node selector, so it cannot express a GPU Cloud Run service. "
+        "Hint: set env.target.run_service: native and deploy rendered/run-gpu/native/echo/run.v1.Service.yaml with "
+        "`gcloud run services replace` (or send run.v2.Service.json to the Admin API)"
+    )
+
+
+def test_more_than_one_gpu_per_instance_is_refused(targets_repo: Path) -> None:
+    edit(targets_repo, RUN_GPU, lambda d: deployment(d, "echo").update(ray_actor_options={"num_gpus": 2}))
+    edit(targets_repo, RUN_GPU, lambda d: d["worker_groups"][0].update(num_gpus=2))
+    assert only_problem(targets_repo, ["run-gpu"]).startswith(
+        "deployments/run-gpu/env.yaml: apps[echo].deployments[Echo].ray_actor_options.num_gpus: got 2.0; a Cloud Run "
+        "instance has at most one GPU, and one replica of each deployment of echo wants 2."
+    )
+
+
+def test_l4_needs_four_cpus(targets_repo: Path) -> None:
+    edit(targets_repo, RUN_GPU, lambda d: d["worker_groups"][0].update(num_cpus=2))
+    assert only_problem(targets_repo, ["run-gpu"]) == (
+        "deployments/run-gpu/env.yaml: worker_groups[gpu].num_cpus: got 2; a Cloud Run instance with nvidia-l4 needs "
+        "at least 4 CPUs, and GPU instances take the GPU worker group's shape. Hint: set num_cpus: 4 or more on "
+        "worker group gpu"
+    )
+
+
+def test_l4_needs_sixteen_gib(targets_repo: Path) -> None:
+    edit(targets_repo, RUN_GPU, lambda d: d["worker_groups"][0].update(memory_gib=8))
+    assert only_problem(targets_repo, ["run-gpu"]).startswith(
+        "deployments/run-gpu/env.yaml: worker_groups[gpu].memory_gib: got 8.0; a Cloud Run instance with nvidia-l4 "
+        "needs at least 16 GiB"
+    )
+
+
+def test_a_gpu_cloud_run_does_not_offer_is_refused(targets_repo: Path) -> None:
+    edit(targets_repo, RUN_GPU, lambda d: d["worker_groups"][0].update(accelerator="nvidia-a100"))
+    assert only_problem(targets_repo, ["run-gpu"]).startswith(
+        "deployments/run-gpu/env.yaml: worker_groups[gpu].accelerator: got 'nvidia-a100'; Cloud Run offers only "
+        "nvidia-l4."
+    )
+
+
+def test_a_json_key_of_a_secret_is_refused(targets_repo: Path) -> None:
+    edit(targets_repo, RUN, lambda d: d["env"]["secrets"]["PREDICTION_DB_URL"].update(key="url"))
+    assert only_problem(targets_repo, ["run"]).startswith(
+        "deployments/run/env.yaml: env.secrets.PREDICTION_DB_URL.key: got 'url'; Cloud Run injects a whole secret "
+        "version and cannot pick a JSON key."
+    )
+
+
+def test_an_aws_secret_is_refused(targets_repo: Path) -> None:
+    edit(targets_repo, RUN, lambda d: d["env"]["secrets"].update(X_TOKEN={"aws_secrets_manager": "serving/x"}))
+    assert "a cloudrun target reads secrets from gcp_secret_manager" in only_problem(targets_repo, ["run"])
+
+
+def test_an_instance_larger_than_cloud_run_allows_is_refused(targets_repo: Path) -> None:
+    edit(targets_repo, RUN, lambda d: deployment(d, "echo").update(ray_actor_options={"num_cpus": 8}))
+    message = only_problem(targets_repo, ["run"])
+    assert message.startswith("deployments/run/env.yaml: apps[echo].deployments: got '8.5 CPU / 34304 MiB'")
+    assert "exceeds Cloud Run's largest, 8 CPU / 32 GiB" in message
+
+
+def test_a_service_name_too_long_is_refused(targets_repo: Path) -> None:
+    env = "e" * 45  # + "-echo": 50 characters, one more than Cloud Run allows
+    shutil.copytree(targets_repo / "deployments/run", targets_repo / "deployments" / env)
+    assert only_problem(targets_repo, [env]) == (
+        f"deployments/base/apps.yaml: apps[echo].name: got '{env}-echo'; a Cloud Run service name (`<env>-<app>`) "
+        "starts with a letter and has at most 49 characters. Hint: shorten the app or environment name"
+    )
+
+
+def test_a_cloudrun_cluster_needs_a_project(targets_repo: Path) -> None:
+    edit(targets_repo, "clusters/clusters.yaml", lambda d: d["clusters"][1].pop("account"))
+    assert only_problem(targets_repo, ["run"]).startswith(
+        "deployments/run/env.yaml: env.target.cluster: got 'run-test'; a cloudrun cluster needs its GCP project id"
+    )
+
+
+def test_a_gpu_replica_without_a_gpu_group_gets_the_general_rule(targets_repo: Path) -> None:
+    edit(targets_repo, RUN, lambda d: deployment(d, "echo").update(ray_actor_options={"num_gpus": 0.5}))
+    assert "a GPU replica needs a worker group with num_gpus > 0" in only_problem(targets_repo, ["run"])
