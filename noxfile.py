@@ -81,7 +81,22 @@ def audit(session: nox.Session) -> None:
     pins = session.create_tmp() + "/pins.txt"
     with open(pins, "w", encoding="utf-8") as file:
         file.write("\n".join(nox.project.dependency_groups(PYPROJECT, "test", "lint")) + "\n")
-    session.run("pip-audit", "--requirement", pins, "--no-deps", "--disable-pip", "--progress-spinner", "off")
+    report = session.create_tmp() + "/pip-audit.json"
+    session.run(
+        "pip-audit",
+        "--requirement",
+        pins,
+        "--no-deps",
+        "--disable-pip",
+        "--progress-spinner",
+        "off",
+        "--format",
+        "json",
+        "--output",
+        report,
+        success_codes=[0, 1],
+    )
+    session.run("python", "tools/audit_report.py", report)
 
 
 @nox.session(python=PYTHON, default=False)
