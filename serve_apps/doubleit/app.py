@@ -15,6 +15,7 @@ from ray.serve import Application
 
 from serve_apps.common.api import make_api, reject
 from serve_apps.common.artifact import ModelArtifact
+from serve_apps.common.page import add_try_it_page
 from serve_apps.common.replica import ModelReplica, assigned_cpus
 from serve_apps.common.schemas import FiniteFloat, Health, PredictionLogSettings, PredictionStats
 
@@ -54,6 +55,7 @@ class DoubleItResponse(BaseModel):
 
 
 api = make_api(title="DoubleIt", description="Doubles numbers with a TorchScript module.")
+add_try_it_page(api, "doubleit")
 
 
 @serve.deployment

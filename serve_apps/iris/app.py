@@ -14,6 +14,7 @@ from ray.serve import Application
 
 from serve_apps.common.api import make_api, reject
 from serve_apps.common.artifact import ModelArtifact
+from serve_apps.common.page import add_try_it_page
 from serve_apps.common.replica import ModelReplica, assigned_cpus
 from serve_apps.common.schemas import ClassPredictions, FiniteFloat, Health, PredictionLogSettings, PredictionStats
 
@@ -48,6 +49,7 @@ class IrisRequest(BaseModel):
 
 
 api = make_api(title="Iris classifier", description="Iris species from four flower measurements.")
+add_try_it_page(api, "iris")
 
 
 @serve.deployment

@@ -14,6 +14,7 @@ from ray.serve import Application
 
 from serve_apps.common.api import make_api, reject
 from serve_apps.common.artifact import ModelArtifact
+from serve_apps.common.page import add_try_it_page
 from serve_apps.common.replica import ModelReplica, assigned_cpus
 from serve_apps.common.schemas import ClassPredictions, FiniteFloat, Health, PredictionLogSettings, PredictionStats
 
@@ -54,6 +55,7 @@ class TabularRequest(BaseModel):
 
 
 api = make_api(title="Tabular classifier", description="Breast-cancer diagnosis with an XGBoost model.")
+add_try_it_page(api, "tabular")
 
 
 @serve.deployment

@@ -20,6 +20,7 @@ from ray.serve import Application
 
 from serve_apps.common.api import make_api, reject
 from serve_apps.common.artifact import ModelArtifact
+from serve_apps.common.page import add_try_it_page
 from serve_apps.common.replica import ModelReplica, assigned_cpus, parse_user_config
 from serve_apps.common.schemas import BatchedUserConfig, Health, PredictionLogSettings, PredictionStats
 
@@ -143,6 +144,7 @@ class ZeroShotResponse(BaseModel):
 
 
 api = make_api(title="Zero-shot classifier", description="Classify text against labels chosen per request.")
+add_try_it_page(api, "zero_shot")
 
 
 @serve.deployment
