@@ -5,6 +5,7 @@ Sections (keep them grouped; other session fixtures, e.g. Ray, get their own):
 1. marker: everything under tests/integration is ``pytest.mark.integration``
 2. reporting: which services backend the run used (header + terminal summary)
 3. backing services: ``services``, ``mysql_url``, ``s3_endpoint``, ``s3_bucket``
+4. Ray: ``ray_cluster``, one local Ray for the whole session
 
 The services backend is chosen by ``SERVICES_BACKEND=auto|docker|local`` (see
 ``services.py``). If no backend is available the tests using these fixtures
@@ -13,11 +14,13 @@ FAIL (not skip) with a message saying what to start.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -139,3 +142,46 @@ def s3_bucket(services: _svc.Services, s3_endpoint: str) -> Iterator[str]:
             if keys:
                 s3.delete_objects(Bucket=name, Delete={"Objects": keys})
         s3.delete_bucket(Bucket=name)
+
+
+# =========================================================================== 4. Ray
+
+REPO_ROOT = _HERE.parents[1]
+# Logical CPUs, not cores: enough for every dev app at its max replicas (3, serve_apps.local.logical_cpus) and
+# for test_serve_apps.py's quarter-CPU replicas; Ray shares the machine's cores among them.
+RAY_NUM_CPUS = 4
+RAY_OBJECT_STORE_BYTES = 200 * 1024**2  # Serve passes small objects only
+# Read by Ray's processes when they start. A replica whose constructor fails is retried 3 times by default; once is
+# enough to see the failure in a test.
+RAY_ENV = {"RAY_SERVE_MAX_PER_REPLICA_RETRY_COUNT": "1"}
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    """A local Ray for the whole session (RAY_NUM_CPUS, no dashboard, workers at the load tests' niceness),
+    started in the repository root; yields ray.init's context and shuts Ray down at the end.
+
+    Replicas inherit the directory Ray starts in (relative ``file://`` model URIs resolve against it) and this
+    process's environment at that moment, plus RAY_ENV: give per-test settings (database URL, AWS endpoint) to the
+    Serve application's ``runtime_env.env_vars``. Serve is not started here: a config deploy replaces every
+    application, so each test module starts Serve itself and ends with ``serve.shutdown()``, leaving Ray up.
+    """
+    import ray
+
+    from loadtests.run import RAY_SYSTEM_CONFIG
+
+    with contextlib.chdir(REPO_ROOT), pytest.MonkeyPatch.context() as patch:
+        for name, value in RAY_ENV.items():
+            patch.setenv(name, value)
+        context = ray.init(
+            address="local",  # a new Ray, even when `ray start` left one running on this machine
+            num_cpus=RAY_NUM_CPUS,
+            include_dashboard=False,
+            object_store_memory=RAY_OBJECT_STORE_BYTES,
+            log_to_driver=False,
+            _system_config=RAY_SYSTEM_CONFIG,
+        )
+    try:
+        yield context
+    finally:
+        ray.shutdown()
