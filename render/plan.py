@@ -11,6 +11,13 @@ from render.spec.models import App, Deployment, SecretRef, Spec
 
 SERVE_PORT = 8000
 GIB = 1024**3
+# The apps read it when a replica starts (serve_apps/common/api.py); it travels in each application's runtime_env.
+MAX_REQUEST_BODY_BYTES_ENV = "MAX_REQUEST_BODY_BYTES"
+# What env.serve.throughput_optimized turns on. Ray reads these once, when each of its processes starts
+# (ray/serve/_private/constants.py), so every Ray container gets them. THROUGHPUT_OPTIMIZED alone keeps one
+# Python proxy, on the head only, that every request to port 8000 still passes through; with HA_PROXY, HAProxy answers
+# port 8000 on every node and forwards to the ingress replicas' own ports (30000-31000, gRPC 40000-41000).
+THROUGHPUT_OPTIMIZED_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,11 @@ class EnvPlan:
         return any(d.autoscaling_config for a in self.spec.apps for d in a.deployments) or any(
             g.min_replicas != g.max_replicas for g in self.spec.worker_groups
         )
+
+    @property
+    def ray_env(self) -> dict[str, str]:
+        """Environment variables every Ray process of the environment starts with (Serve modes Ray reads at start)."""
+        return dict(THROUGHPUT_OPTIMIZED_ENV) if self.spec.env.serve.throughput_optimized else {}
 
     def serve_config(self, apps: tuple[AppPlan, ...] | None = None) -> dict[str, Any]:
         """The Serve config (shape of Ray's ServeDeploySchema) for these apps, all of them by default."""
@@ -98,6 +110,7 @@ def plan_app(spec: Spec, app: App) -> AppPlan:
         "route_prefix": app.route_prefix,
         "args": app_args(app),
         "deployments": [deployment_config(d) for d in app.deployments],
+        "runtime_env": {"env_vars": {MAX_REQUEST_BODY_BYTES_ENV: str(spec.env.serve.max_request_body_bytes)}},
     }
     return AppPlan(app=app, serve_application=serve_application, secrets={**spec.env.secrets, **app.secrets})
 

@@ -11,9 +11,13 @@ import math
 import os
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from render.plan import EnvPlan
 
 LOCAL_HOST = "127.0.0.1"
 
@@ -30,13 +34,31 @@ class LocalServe:
     seconds_to_running: dict[str, float]
 
 
-def env_serve_config(root: Path, env: str) -> dict[str, Any]:
-    """The Serve config of one environment, as render puts it into serveConfigV2; raises SpecError."""
+def env_plan(root: Path, env: str) -> EnvPlan:
+    """The plan of one environment, the one render builds from; raises SpecError."""
     from render.plan import plan_env
     from render.spec.load import load_clusters, load_specs
 
     spec = load_specs(root, [env])[env]
-    return plan_env(spec, load_clusters(root)).serve_config()
+    return plan_env(spec, load_clusters(root))
+
+
+def env_serve_config(root: Path, env: str) -> dict[str, Any]:
+    """The Serve config of one environment, as render puts it into serveConfigV2; raises SpecError."""
+    return env_plan(root, env).serve_config()
+
+
+def apply_ray_env(variables: Mapping[str, str]) -> None:
+    """Put an environment's Ray variables (`EnvPlan.ray_env`) into os.environ, as its containers get them.
+
+    Call it before ray.init: Ray reads them when each of its processes starts, and the raylet and every worker
+    inherit this process's environment at ray.init.
+    """
+    import ray
+
+    if variables and ray.is_initialized():
+        raise RuntimeError(f"set {', '.join(sorted(variables))} before ray.init: a running Ray would ignore them")
+    os.environ.update(variables)
 
 
 def logical_cpus(config: dict[str, Any]) -> int:
@@ -100,15 +122,19 @@ def main(argv: list[str] | None = None) -> int:
     from render.errors import SpecError
 
     try:
-        config = env_serve_config(Path(args.root), args.env)
+        plan = env_plan(Path(args.root), args.env)
     except SpecError as error:
         print(error, file=sys.stderr)
         return 1
+    config = plan.serve_config()
 
     import ray
 
+    apply_ray_env(plan.ray_env)
     cpus = logical_cpus(config)
     print(f"starting Ray ({cpus} logical CPUs), dashboard on http://{LOCAL_HOST}:{args.dashboard_port}")
+    for name, value in sorted(plan.ray_env.items()):
+        print(f"  {name}={value} (env.serve of {args.env})")
     ray.init(
         num_cpus=cpus,
         include_dashboard=True,

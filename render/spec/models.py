@@ -85,6 +85,30 @@ class ServeOptions(StrictModel):
     keep_alive_timeout_s: Annotated[
         int, Field(default=5, ge=1, le=3600, description="HTTP keep-alive timeout of the proxy, in seconds.")
     ]
+    max_request_body_bytes: Annotated[
+        int,
+        Field(
+            default=1024**2,
+            ge=1024,
+            le=1024**3,
+            description=(
+                "Largest HTTP request body an app accepts, in bytes; a larger one is answered 413 before it is read."
+            ),
+        ),
+    ]
+    throughput_optimized: Annotated[
+        bool,
+        Field(
+            default=False,
+            description=(
+                "Ray Serve's throughput-optimized mode (RAY_SERVE_THROUGHPUT_OPTIMIZED with HAProxy): HAProxy replaces"
+                " the Python proxy on every node and forwards each request straight to an ingress replica's own HTTP"
+                " port, user code runs on the replica's event loop, deployments call each other over gRPC and request"
+                " logs are buffered. Trades: one blocking call in an async handler stalls its whole replica; an"
+                " ingress replica drains for at least 30 s when stopped; access logs reach their files late."
+            ),
+        ),
+    ]
 
 
 class EnvSettings(StrictModel):
@@ -236,7 +260,7 @@ class AutoscalingConfig(StrictModel):
 
 
 class Batching(StrictModel):
-    """Request batching of the deployment's `@serve.batch` method, applied through `reconfigure()`."""
+    """Request batching of the deployment's model calls, applied in place through `reconfigure()`."""
 
     max_batch_size: Annotated[int, Field(ge=1, le=1024, description="Most requests in one batch.")]
     batch_wait_timeout_s: Annotated[

@@ -143,6 +143,9 @@ COMMON_PARITY: Mapping[str, Honour] = {
     "env.gitops.revision": not_deployed("the Argo CD Application's target revision"),
     "env.serve.request_timeout_s": exact(f"http_options.request_timeout_s {SERVE_CONFIG}"),
     "env.serve.keep_alive_timeout_s": exact(f"http_options.keep_alive_timeout_s {SERVE_CONFIG}"),
+    "env.serve.max_request_body_bytes": exact(
+        f"MAX_REQUEST_BODY_BYTES in every application's runtime_env.env_vars {SERVE_CONFIG}; the apps answer 413"
+    ),
     "apps[].name": exact(f"application name {SERVE_CONFIG}"),
     "apps[].import_path": exact(f"import_path {SERVE_CONFIG}"),
     "apps[].route_prefix": exact(f"route_prefix {SERVE_CONFIG}"),

@@ -273,9 +273,9 @@ def service_account_email(plan: EnvPlan) -> str:
     return f"{target.service_account}@{plan.cluster.account}.iam.gserviceaccount.com"
 
 
-def _script_and_env(plan: EnvPlan, app_plan: AppPlan) -> tuple[list[str], str]:
+def _command(plan: EnvPlan, app_plan: AppPlan) -> list[str]:
     size = single_node.app_size(plan.spec, app_plan.app)
-    return ["/bin/sh", "-c", single_node.start_script(size)], single_node.serve_config_text(plan, app_plan)
+    return ["/bin/sh", "-c", single_node.start_script(size)]
 
 
 def run_v2_service(plan: EnvPlan, app_plan: AppPlan) -> dict[str, Any]:
@@ -284,9 +284,9 @@ def run_v2_service(plan: EnvPlan, app_plan: AppPlan) -> dict[str, Any]:
     project = str(plan.cluster.account)
     shape = instance_shape(plan.spec, app)
     low, high = single_node.task_count(app)
-    command, serve_config = _script_and_env(plan, app_plan)
+    command = _command(plan, app_plan)
     port = single_node.serve_port(plan)
-    env: list[dict[str, Any]] = [{"name": single_node.SERVE_CONFIG_ENV, "value": serve_config}]
+    env: list[dict[str, Any]] = list(single_node.container_env(plan, app_plan))
     for var, ref in sorted(app_plan.secrets.items()):
         owner, name, version = _secret(ref, project)
         secret = name if owner == project else f"projects/{owner}/secrets/{name}"
@@ -345,7 +345,7 @@ def knative_service(plan: EnvPlan, app_plan: AppPlan) -> dict[str, Any]:
         "run.googleapis.com/startup-cpu-boost": "true",
         "run.googleapis.com/execution-environment": "gen2",
     }
-    env: list[dict[str, Any]] = [{"name": single_node.SERVE_CONFIG_ENV, "value": container["env"][0]["value"]}]
+    env: list[dict[str, Any]] = [entry for entry in container["env"] if "value" in entry]
     aliases = []
     for var, ref in sorted(app_plan.secrets.items()):
         owner, name, version = _secret(ref, project)
@@ -498,6 +498,7 @@ def _parity(target: CloudRunTargetConfig) -> dict[str, Honour]:
             " timeout of the Cloud Run service (rounded up to whole seconds)"
         ),
         "env.ray_version": approximated("not set by the target: the image's Ray runs"),
+        "env.serve.throughput_optimized": exact(single_node.THROUGHPUT_PARITY),
         "apps[].model.uri": exact(
             "args.model.uri in the Serve config; Cloud Run has no AWS identity, so an s3:// model needs AWS"
             " credentials among the secrets (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"

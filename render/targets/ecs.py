@@ -311,7 +311,7 @@ def register_task_definition(plan: EnvPlan, app_plan: AppPlan) -> dict[str, Any]
         "memory": memory_mib,
         "entryPoint": ["/bin/sh", "-c"],
         "command": [single_node.start_script(size)],
-        "environment": [{"name": single_node.SERVE_CONFIG_ENV, "value": single_node.serve_config_text(plan, app_plan)}],
+        "environment": single_node.container_env(plan, app_plan),
         "portMappings": [{"containerPort": port, "protocol": "tcp", "name": "http", "appProtocol": "http"}],
         "healthCheck": {
             "command": [
@@ -539,6 +539,7 @@ def _parity(target: EcsTargetConfig) -> dict[str, Honour]:
             key=exact("valueFrom `<arn>:<key>::` (one JSON key of the secret)"),
         ),
         "env.ray_version": approximated("not set by the target: the image's Ray runs; recorded as a task tag"),
+        "env.serve.throughput_optimized": exact(single_node.THROUGHPUT_PARITY),
         "head_group.num_cpus": warning(f"no separate head: {per_task}, plus a fixed Ray overhead"),
         "head_group.memory_gib": warning(f"no separate head: {per_task}, plus a fixed Ray overhead"),
         "head_group.node_selector": warning("no Kubernetes nodes: ignored"),

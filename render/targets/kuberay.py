@@ -86,8 +86,9 @@ def _metadata(plan: EnvPlan, name: str, wave: int, **extra: Any) -> dict[str, An
     }
 
 
-def _secret_env(plan: EnvPlan) -> list[dict[str, Any]]:
-    return [
+def _env(plan: EnvPlan) -> list[dict[str, Any]]:
+    # Head and workers alike: the Serve controller (head) and the replicas (workers) read Ray's Serve modes at start.
+    return [{"name": var, "value": value} for var, value in sorted(plan.ray_env.items())] + [
         {"name": var, "valueFrom": {"secretKeyRef": {"name": secret_object_name(var), "key": "value"}}}
         for var in plan.secrets
     ]
@@ -105,7 +106,7 @@ def _container(
         "resources": {"limits": limits, "requests": dict(limits)},
         "ports": ports,
     }
-    env = _secret_env(plan)
+    env = _env(plan)
     if env:
         container["env"] = env
     return container
@@ -250,6 +251,11 @@ def _parity() -> dict[str, Honour]:
             key=exact("ExternalSecret remoteRef.property"),
         ),
         "env.ray_version": exact("RayService rayClusterConfig.rayVersion"),
+        "env.serve.throughput_optimized": exact(
+            "RAY_SERVE_THROUGHPUT_OPTIMIZED=1 and RAY_SERVE_ENABLE_HA_PROXY=1 in the head and worker containers:"
+            " HAProxy answers the serve Service's port 8000 on every pod and forwards to the ingress replicas' own"
+            " ports (30000-31000, reached pod to pod)"
+        ),
         "head_group.num_cpus": exact("head pod CPU request and limit; the head runs no replicas (num-cpus 0)"),
         "head_group.memory_gib": exact("head pod memory request and limit"),
         "head_group.node_selector": exact("head pod nodeSelector"),

@@ -167,6 +167,19 @@ def serve_config_text(plan: EnvPlan, app_plan: AppPlan) -> str:
     return yaml.safe_dump(task_serve_config(plan, app_plan), sort_keys=True, default_flow_style=False)
 
 
+THROUGHPUT_PARITY = (
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED=1 and RAY_SERVE_ENABLE_HA_PROXY=1 in the container: HAProxy answers the serve"
+    " port and forwards to the replica's own port inside the task"
+)
+
+
+def container_env(plan: EnvPlan, app_plan: AppPlan) -> list[dict[str, str]]:
+    """The container's plain environment: the Serve config, then Ray's Serve mode variables (read at Ray start)."""
+    return [{"name": SERVE_CONFIG_ENV, "value": serve_config_text(plan, app_plan)}] + [
+        {"name": var, "value": value} for var, value in sorted(plan.ray_env.items())
+    ]
+
+
 def start_script(size: AppSize) -> str:
     """Shell script a task runs: write the Serve config to a file, start a Ray head sized like the task, then
     `serve run` it in the foreground (the task lives as long as Serve does)."""

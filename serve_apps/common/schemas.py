@@ -9,6 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 # Strict: a JSON string such as "5.1" is not a number; no NaN or infinity either. JSON integers are accepted.
 FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+# Models compute in float32: a finite input near its limit (3.4e38) overflows inside the model and comes out NaN.
+# No real feature is anywhere near this bound; requests beyond it get a 422 instead of a 500.
+FEATURE_LIMIT = 1e6
+FeatureValue = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-FEATURE_LIMIT, le=FEATURE_LIMIT)]
 
 
 class PredictionLogSettings(BaseModel):
@@ -36,7 +40,7 @@ class PredictionLogSettings(BaseModel):
 
 
 class BatchingConfig(BaseModel):
-    """Request batching of a `@serve.batch` method, carried by the spec inside user_config."""
+    """Request batching of an app's model calls (serve_apps/common/batching.py), carried inside user_config."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -16,7 +16,7 @@ from serve_apps.common.api import make_api, reject
 from serve_apps.common.artifact import ModelArtifact
 from serve_apps.common.page import add_try_it_page
 from serve_apps.common.replica import ModelReplica, assigned_cpus
-from serve_apps.common.schemas import ClassPredictions, FiniteFloat, Health, PredictionLogSettings, PredictionStats
+from serve_apps.common.schemas import ClassPredictions, FeatureValue, Health, PredictionLogSettings, PredictionStats
 
 if TYPE_CHECKING:
     from serve_apps.iris.model import IrisModel
@@ -41,7 +41,7 @@ class IrisRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    instances: list[Annotated[list[FiniteFloat], Field(min_length=NUM_FEATURES, max_length=NUM_FEATURES)]] = Field(
+    instances: list[Annotated[list[FeatureValue], Field(min_length=NUM_FEATURES, max_length=NUM_FEATURES)]] = Field(
         min_length=1,
         description="Rows of sepal length, sepal width, petal length, petal width (cm); at most Args.max_instances.",
         examples=[[[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]],

@@ -16,7 +16,7 @@ from serve_apps.common.api import make_api, reject
 from serve_apps.common.artifact import ModelArtifact
 from serve_apps.common.page import add_try_it_page
 from serve_apps.common.replica import ModelReplica, assigned_cpus
-from serve_apps.common.schemas import ClassPredictions, FiniteFloat, Health, PredictionLogSettings, PredictionStats
+from serve_apps.common.schemas import ClassPredictions, FeatureValue, Health, PredictionLogSettings, PredictionStats
 
 if TYPE_CHECKING:
     from serve_apps.tabular.model import TabularModel
@@ -48,7 +48,7 @@ class TabularRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    instances: list[Annotated[list[FiniteFloat], Field(min_length=NUM_FEATURES, max_length=NUM_FEATURES)]] = Field(
+    instances: list[Annotated[list[FeatureValue], Field(min_length=NUM_FEATURES, max_length=NUM_FEATURES)]] = Field(
         min_length=1,
         description="Rows of load_breast_cancer's 30 features, in its order; at most Args.max_instances.",
     )

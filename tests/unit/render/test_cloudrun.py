@@ -270,3 +270,26 @@ def test_a_cloudrun_cluster_needs_a_project(targets_repo: Path) -> None:
 def test_a_gpu_replica_without_a_gpu_group_gets_the_general_rule(targets_repo: Path) -> None:
     edit(targets_repo, RUN, lambda d: deployment(d, "echo").update(ray_actor_options={"num_gpus": 0.5}))
     assert "a GPU replica needs a worker group with num_gpus > 0" in only_problem(targets_repo, ["run"])
+
+
+def test_throughput_mode_sets_ray_serve_variables_in_every_form(targets_repo: Path) -> None:
+    edit(targets_repo, RUN, lambda d: d["env"].setdefault("serve", {}).update(throughput_optimized=True))
+    files = render_repo(targets_repo, None, ["run"]).files
+    wanted = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
+    v2_env = {e["name"]: e.get("value") for e in v2(files, "run", "echo")["template"]["containers"][0]["env"]}
+    knative_env = {
+        e["name"]: e.get("value")
+        for e in knative(files, "run", "echo")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    kcc = yaml.safe_load(files["run/run.cnrm.cloud.google.com.RunService-run-echo.yaml"])
+    kcc_env = {e["name"]: e.get("value") for e in kcc["spec"]["template"]["containers"][0]["env"]}
+    for env in (v2_env, knative_env, kcc_env):
+        assert wanted.items() <= env.items()
+        assert "SERVE_CONFIG" in env
+    assert run_service_problems(v2(files, "run", "echo")) == []
+    assert knative_service_problems(knative(files, "run", "echo")) == []
+
+
+def test_throughput_mode_is_off_in_services_unless_stated(files: dict[str, str]) -> None:
+    env = v2(files, "run", "echo")["template"]["containers"][0]["env"]
+    assert not any(e["name"].startswith("RAY_SERVE_") for e in env)

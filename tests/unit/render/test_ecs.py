@@ -345,3 +345,19 @@ def test_validator_reports_unknown_members_and_lengths_above_the_maximum() -> No
     found = request_problems("application-autoscaling", "RegisterScalableTarget", body)
     assert "ResourceId: length 1601 is above the maximum 1600" in found
     assert any(p.startswith('Unknown parameter in input: "MaxCapcity"') for p in found)
+
+
+def test_throughput_mode_sets_ray_serve_variables_in_the_task(targets_repo: Path) -> None:
+    edit(targets_repo, FARGATE, lambda d: d["env"].setdefault("serve", {}).update(throughput_optimized=True))
+    files = render_repo(targets_repo, None, ["fargate"]).files
+    (path,) = [p for p in files if p.startswith("fargate/native/echo/") and p.endswith("RegisterTaskDefinition.json")]
+    (container,) = json.loads(files[path])["containerDefinitions"]
+    variables = {e["name"]: e["value"] for e in container["environment"]}
+    assert variables["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == variables["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+    assert request_problems("ecs", "RegisterTaskDefinition", json.loads(files[path])) == []
+
+
+def test_throughput_mode_is_off_in_tasks_unless_stated(files: dict[str, str]) -> None:
+    for path in [p for p in files if p.endswith("/ecs.RegisterTaskDefinition.json")]:
+        (container,) = json.loads(files[path])["containerDefinitions"]
+        assert [e["name"] for e in container["environment"]] == ["SERVE_CONFIG"]

@@ -201,3 +201,42 @@ def test_bootstrap_application_is_valid_and_points_at_rendered_argocd() -> None:
     assert bootstrap["spec"]["source"]["path"] == "rendered/argocd"
     base_env = yaml.safe_load((root / "deployments/base/env.yaml").read_text())
     assert bootstrap["spec"]["source"]["repoURL"] == base_env["env"]["gitops"]["repo_url"]
+
+
+THROUGHPUT_ENV = [
+    {"name": "RAY_SERVE_ENABLE_HA_PROXY", "value": "1"},
+    {"name": "RAY_SERVE_THROUGHPUT_OPTIMIZED", "value": "1"},
+]
+
+
+def test_throughput_mode_is_off_unless_stated() -> None:
+    service = yaml.safe_load(render_fixture()["dev/ray.io.RayService-serving.yaml"])
+    cluster = service["spec"]["rayClusterConfig"]
+    containers = [cluster["headGroupSpec"]["template"]["spec"]["containers"][0]] + [
+        g["template"]["spec"]["containers"][0] for g in cluster["workerGroupSpecs"]
+    ]
+    assert all(not any(e["name"].startswith("RAY_SERVE_") for e in c.get("env", [])) for c in containers)
+
+
+def test_throughput_mode_sets_ray_serve_variables_on_head_and_workers(repo: Path) -> None:
+    edit(repo, "deployments/prod/env.yaml", lambda d: d["env"]["serve"].update(throughput_optimized=True))
+    service = yaml.safe_load(render_repo(repo, crd_dir=None).files["prod/ray.io.RayService-models.yaml"])
+    cluster = service["spec"]["rayClusterConfig"]
+    head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
+    workers = [g["template"]["spec"]["containers"][0] for g in cluster["workerGroupSpecs"]]
+    for container in [head, *workers]:
+        # Plain variables first, then the secrets, as before.
+        assert container["env"][:2] == THROUGHPUT_ENV
+        assert container["env"][2]["name"] == "PREDICTION_DB_URL"
+    # HAProxy takes over port 8000 of every pod: the serve Service KubeRay makes from the head's port is unchanged.
+    assert {"containerPort": 8000, "name": "serve"} in head["ports"]
+    assert serve_config_problems(service["spec"]["serveConfigV2"]) == []
+
+
+def test_max_request_body_bytes_reaches_every_application_env(repo: Path) -> None:
+    edit(repo, "deployments/prod/env.yaml", lambda d: d["env"]["serve"].update(max_request_body_bytes=4096))
+    service = yaml.safe_load(render_repo(repo, None).files["prod/ray.io.RayService-models.yaml"])
+    config = yaml.safe_load(service["spec"]["serveConfigV2"])
+    assert {a["name"]: a["runtime_env"] for a in config["applications"]} == {
+        a["name"]: {"env_vars": {"MAX_REQUEST_BODY_BYTES": "4096"}} for a in config["applications"]
+    }

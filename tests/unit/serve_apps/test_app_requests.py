@@ -31,6 +31,7 @@ def error_locations(model: type[BaseModel], body: Any) -> list[tuple[str | int, 
         ({"instances": [[5.1, "3.5", 1.4, 0.2]]}, ("instances", 0, 1)),
         ({"instances": [[5.1, True, 1.4, 0.2]]}, ("instances", 0, 1)),
         ({"instances": [[5.1, None, 1.4, 0.2]]}, ("instances", 0, 1)),
+        ({"instances": [[0, 0, 0, 1.68e38]]}, ("instances", 0, 3)),  # finite, but overflows float32 in the model
         ({"rows": [[5.1, 3.5, 1.4, 0.2]]}, ("instances",)),
     ],
 )
@@ -44,6 +45,7 @@ def test_iris_accepts_integers_and_floats() -> None:
 
 def test_tabular_needs_30_features() -> None:
     assert error_locations(TabularRequest, {"instances": [[1.0] * 29]}) == [("instances", 0)]
+    assert error_locations(TabularRequest, {"instances": [[1.0] * 29 + [-3e38]]}) == [("instances", 0, 29)]
     assert len(TabularRequest.model_validate({"instances": [[1.0] * 30]}).instances[0]) == 30
 
 
