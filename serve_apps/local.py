@@ -73,9 +73,18 @@ def logical_cpus(config: dict[str, Any]) -> int:
 
 def deploy(config: dict[str, Any], port: int, timeout_s: float = 300) -> LocalServe:
     """Deploy a Serve config on the connected Ray and wait until every app runs; raise DeployError if one fails."""
+    import ray
+    from ray import serve
+    from ray.serve import context as serve_context
     from ray.serve._private import api as serve_api
     from ray.serve.schema import ServeDeploySchema
 
+    # serve_start reuses a running Serve with its own HTTP port and ignores ours: one left on another port (an
+    # earlier deploy, a test module before) is shut down first, so the apps answer where the caller expects.
+    # On the same port the running Serve stays, and its old replicas serve until the new ones are up.
+    running = serve_context._get_global_client(raise_if_no_controller_running=False)
+    if running is not None and ray.get(running._controller.get_http_config.remote()).port != port:
+        serve.shutdown()
     schema = ServeDeploySchema.model_validate(
         {**config, "http_options": {**config.get("http_options", {}), "host": LOCAL_HOST, "port": port}}
     )

@@ -1,8 +1,9 @@
 """The four serve apps on a local Ray cluster, deployed from a Serve config dict as `serve run config.yaml` does.
 
-One Ray instance per session (2 CPUs, 0.25 CPU per replica). The prediction log goes to the session's MySQL
-database (`mysql_url`, conftest.py) through a TCP proxy the tests close and reopen to simulate an outage;
-S3 is the session's LocalStack (`s3_endpoint`).
+The session's Ray (`ray_cluster`, conftest.py; 0.25 CPU per replica). The prediction log goes to the session's
+MySQL database (`mysql_url`, conftest.py) through a TCP proxy the tests close and reopen to simulate an outage;
+S3 is the session's LocalStack (`s3_endpoint`). Replicas get those settings through each application's
+runtime_env, since Ray itself is shared with the other test modules.
 """
 
 import json
@@ -19,7 +20,6 @@ from typing import Any
 import httpx
 import joblib
 import pytest
-import ray
 from ray import serve
 from ray.serve._private import api as serve_private_api
 from ray.serve.schema import ApplicationStatus, ServeDeploySchema
@@ -65,12 +65,12 @@ class AppConfig:
         }
 
 
-def serve_config(apps: Sequence[AppConfig], port: int) -> dict[str, Any]:
-    """A multi-application Serve config (the serveConfigV2 of a RayService)."""
+def serve_config(apps: Sequence[AppConfig], port: int, env_vars: dict[str, str]) -> dict[str, Any]:
+    """A multi-application Serve config (the serveConfigV2 of a RayService); every replica gets `env_vars`."""
     return {
         "proxy_location": "HeadOnly",
         "http_options": {"host": "127.0.0.1", "port": port},
-        "applications": [app.to_dict() for app in apps],
+        "applications": [{**app.to_dict(), "runtime_env": {"env_vars": env_vars}} for app in apps],
     }
 
 
@@ -102,14 +102,15 @@ class LocalServe:
     A config replaces the whole set of applications: apps absent from it are removed.
     """
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, env_vars: dict[str, str]) -> None:
         self.port = port
+        self.env_vars = env_vars
         self.base_url = f"http://127.0.0.1:{port}"
         self._client = serve_private_api.serve_start(http_options={"host": "127.0.0.1", "port": port})
 
     def deploy(self, apps: Sequence[AppConfig]) -> None:
         """Send the config; returns once the controller accepted it."""
-        self._client.deploy_apps(ServeDeploySchema.model_validate(serve_config(apps, self.port)))
+        self._client.deploy_apps(ServeDeploySchema.model_validate(serve_config(apps, self.port, self.env_vars)))
 
     def settle(self, name: str) -> tuple[ApplicationStatus, str]:
         """Wait until the app is RUNNING or DEPLOY_FAILED; returns that and the app's and deployments' messages."""
@@ -160,29 +161,25 @@ def db(mysql_url: str) -> Iterator[Engine]:
 
 @pytest.fixture(scope="session")
 def cluster(
-    mysql_url: str, db_proxy: TcpProxy, s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory
+    ray_cluster: Any,
+    mysql_url: str,
+    db_proxy: TcpProxy,
+    s3_endpoint: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[LocalServe]:
-    """Ray (2 CPUs, no dashboard) and Serve. Replicas inherit this process's environment (the prediction
-    database behind the proxy, the model cache, the AWS settings `s3_endpoint` made) and its cwd."""
-    saved_env, saved_cwd = dict(os.environ), Path.cwd()
-    os.chdir(REPO_ROOT)
-    os.environ["PREDICTION_DB_URL"] = (
-        make_url(mysql_url).set(host="127.0.0.1", port=db_proxy.port).render_as_string(hide_password=False)
-    )
-    os.environ["MODEL_CACHE_DIR"] = str(tmp_path_factory.mktemp("model-cache"))
-    # A replica whose constructor fails is retried 3 times by default; once is enough to see the failure here.
-    os.environ["RAY_SERVE_MAX_PER_REPLICA_RETRY_COUNT"] = "1"
-    # Ray 2.60 turns token authentication on by default: ray.init creates the token (~/.ray/auth_token) and
-    # every process it starts uses it; Serve's HTTP proxy does not ask clients for it.
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False)
+    """Serve on the session's Ray. Its replicas get the prediction database behind the proxy, their own model cache
+    and the AWS settings `s3_endpoint` made; they run in the repo root, where `ray_cluster` started Ray."""
+    env_vars = {
+        "PREDICTION_DB_URL": make_url(mysql_url)
+        .set(host="127.0.0.1", port=db_proxy.port)
+        .render_as_string(hide_password=False),
+        "MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("model-cache")),
+        **{name: value for name, value in os.environ.items() if name.startswith("AWS_")},
+    }
     try:
-        yield LocalServe(free_port())
+        yield LocalServe(free_port(), env_vars)
     finally:
         serve.shutdown()
-        ray.shutdown()
-        os.chdir(saved_cwd)
-        os.environ.clear()
-        os.environ.update(saved_env)
 
 
 @pytest.fixture(scope="session")
