@@ -1,0 +1,27 @@
+"""One app of an environment's Serve config, deployed alone with its replicas' env vars (fault and fuzz tests)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+from serve_apps.local import env_serve_config
+
+REPO_ROOT = Path(__file__).parents[2]
+
+
+def single_app_config(env: str, app: str, env_vars: dict[str, str]) -> dict[str, Any]:
+    """The env's Serve config holding only `app`, whose replicas also get `env_vars` (the pod env in a cluster)."""
+    config = env_serve_config(REPO_ROOT, env)
+    (application,) = (a for a in config["applications"] if a["name"] == app)
+    runtime_env = application.get("runtime_env", {})
+    merged = {**runtime_env, "env_vars": {**runtime_env.get("env_vars", {}), **env_vars}}
+    return {**config, "applications": [{**application, "runtime_env": merged}]}
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
