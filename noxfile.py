@@ -151,3 +151,19 @@ def loadtest(session: nox.Session) -> None:
     if not any(arg.startswith("--host") for arg in session.posargs):  # a local Serve loads models/
         session.run("python", "-m", "serve_apps.build_models", "--out", "models")
     session.run("python", "-m", "loadtests", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def bench(session: nox.Session) -> None:
+    """Served zero-shot vs naive FastAPI vs raw model, cold start, render time; reports/bench/ (`-- --gpu`)."""
+    install(session, "test")
+    session.run("python", "-m", "serve_apps.build_models", "--out", "models")
+    session.run("python", "-m", "benchmarks.serving", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def reliability(session: nox.Session) -> None:
+    """Faults under load (replica killed, node lost) and the CI fault tests; reports/reliability/<timestamp>.md."""
+    install(session, "test")
+    session.run("python", "-m", "serve_apps.build_models", "--out", "models")
+    session.run("python", "-m", "benchmarks.reliability", *session.posargs)

@@ -2,13 +2,13 @@
 
 Request and response follow the Hugging Face zero-shot pipeline: `{"sequence", "labels", "scores"}` with
 labels sorted by descending score. Scoring is described in serve_apps/zero_shot/model.py. Concurrent requests
-are batched (`@serve.batch`); user_config `batching` retunes the batch in place.
+are batched (serve_apps/common/batching.py: a batch is what queued while the model was busy); user_config
+`batching` retunes the batch in place.
 
 Top-level imports stay light (the render step imports this module for ZeroShotArgs); onnxruntime, numpy and
 tokenizers are imported when a replica starts.
 """
 
-import asyncio
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
@@ -20,16 +20,17 @@ from ray.serve import Application
 
 from serve_apps.common.api import make_api, reject
 from serve_apps.common.artifact import ModelArtifact
+from serve_apps.common.batching import Batcher
 from serve_apps.common.page import add_try_it_page
 from serve_apps.common.replica import ModelReplica, assigned_cpus, parse_user_config
 from serve_apps.common.schemas import BatchedUserConfig, Health, PredictionLogSettings, PredictionStats
 
 if TYPE_CHECKING:
-    from serve_apps.zero_shot.model import Classification, ZeroShotModel
+    from serve_apps.zero_shot.model import Classification, Query, ZeroShotModel
 
 LABEL_PLACEHOLDER = "{}"
 MAX_LABEL_CHARS = 100
-# Decorator defaults, used until user_config `batching` says otherwise.
+# Batching defaults, used until user_config `batching` says otherwise.
 MAX_BATCH_SIZE = 16
 BATCH_WAIT_TIMEOUT_S = 0.005
 
@@ -166,29 +167,17 @@ class ZeroShotClassifier(ModelReplica):
                 path, scoring, num_threads=assigned_cpus(), label_cache_size=args.label_cache_size
             ),
         )
+        # The model runs in a worker thread, so that requests keep queueing for the next batch while one runs.
+        self._classify: Batcher[Query, Classification] = Batcher(
+            self.model.classify, MAX_BATCH_SIZE, BATCH_WAIT_TIMEOUT_S
+        )
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """Apply user_config; `batching` retunes the @serve.batch method in place."""
+        """Apply user_config; `batching` retunes the batcher in place."""
         config = parse_user_config(BatchedUserConfig, user_config, self.app_name)
         if config.batching is not None:
-            self._classify.set_max_batch_size(config.batching.max_batch_size)  # type: ignore[attr-defined]
-            self._classify.set_batch_wait_timeout_s(config.batching.batch_wait_timeout_s)  # type: ignore[attr-defined]
-
-    @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_TIMEOUT_S)
-    async def _classify(self, requests: list[ZeroShotRequest]) -> list["Classification"]:
-        from serve_apps.zero_shot.model import Query
-
-        queries = [
-            Query(
-                text=request.text,
-                labels=tuple(request.labels),
-                hypotheses=hypotheses(request.hypothesis_template or self._args.hypothesis_template, request.labels),
-                multi_label=request.multi_label,
-            )
-            for request in requests
-        ]
-        # In a worker thread, so that requests keep queueing for the next batch while this one runs.
-        return await asyncio.to_thread(self.model.classify, queries)
+            self._classify.set_max_batch_size(config.batching.max_batch_size)
+            self._classify.set_batch_wait_timeout_s(config.batching.batch_wait_timeout_s)
 
     @api.post("/predict")
     async def predict(self, request: ZeroShotRequest, http_request: Request) -> ZeroShotResponse:
@@ -198,7 +187,18 @@ class ZeroShotClassifier(ModelReplica):
             reject(["text"], f"text must be at most {self._args.max_text_chars} characters", len(request.text))
         if len(request.labels) > self._args.max_labels:
             reject(["labels"], f"at most {self._args.max_labels} labels per request", len(request.labels))
-        result = await self._classify(request)
+        from serve_apps.zero_shot.model import Query
+
+        template = request.hypothesis_template or self._args.hypothesis_template
+        labels = tuple(request.labels)
+        result = await self._classify(
+            Query(
+                text=request.text,
+                labels=labels,
+                hypotheses=hypotheses(template, labels),
+                multi_label=request.multi_label,
+            )
+        )
         response = ZeroShotResponse(sequence=result.sequence, labels=result.labels, scores=result.scores)
         # Counted as predicted: the top label, or in multi-label mode every label scoring at least 0.5.
         if request.multi_label:

@@ -1,0 +1,91 @@
+"""Request batching that forms a batch when the model is free: what queued meanwhile, up to max_batch_size.
+
+Used instead of `@serve.batch`, whose queue (Ray 2.60) forms the next batch as soon as its first request arrives,
+before the running batch has finished (batches wait for `max_concurrent_batches` only once formed). While one batch
+runs, the requests behind it become a queue of batches of one or two, each paying the model's per-call cost: on
+this repository's 2-core benchmark that halved the zero-shot throughput, and a longer `batch_wait_timeout_s`
+traded latency for only part of it back. Here a batch is taken when the model is free, so it holds everything that
+queued while the previous one ran; `batch_wait_timeout_s` is how long the oldest waiting request may wait for more
+to join it when the batch is not full, and 0 (no wait) is what a saturated replica wants.
+
+The same two settings as `@serve.batch`, retuned in place from `reconfigure()` (user_config `batching`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class Batcher(Generic[Item, Result]):
+    """Calls `function(items) -> results` (same order, same length) in a worker thread, one batch at a time.
+
+    Awaiting `batcher(item)` queues the item and returns its result; the event loop stays free for requests while
+    a batch runs, and every request that arrives meanwhile joins the next batch.
+    """
+
+    def __init__(
+        self, function: Callable[[Sequence[Item]], list[Result]], max_batch_size: int, batch_wait_timeout_s: float
+    ) -> None:
+        self._function = function
+        self.max_batch_size = max_batch_size
+        self.batch_wait_timeout_s = batch_wait_timeout_s
+        self._queue: deque[tuple[Item, asyncio.Future[Result], float]] = deque()
+        self._arrived = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+
+    def set_max_batch_size(self, max_batch_size: int) -> None:
+        """Most items in one call, from the next batch on."""
+        self.max_batch_size = max_batch_size
+
+    def set_batch_wait_timeout_s(self, batch_wait_timeout_s: float) -> None:
+        """Longest the oldest queued item waits for a fuller batch, from the next batch on."""
+        self.batch_wait_timeout_s = batch_wait_timeout_s
+
+    async def __call__(self, item: Item) -> Result:
+        """The result of `item`, computed in a batch with the items queued beside it."""
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future, time.monotonic()))
+        self._arrived.set()
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        while self._queue:
+            await self._wait_for_more()
+            batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_batch_size))]
+            live = [(item, future) for item, future, _ in batch if not future.done()]  # done: the client went away
+            if not live:
+                continue
+            try:
+                results = await asyncio.to_thread(self._function, [item for item, _ in live])
+                if len(results) != len(live):
+                    raise RuntimeError(f"the batch function returned {len(results)} results for {len(live)} items")
+            except Exception as error:
+                for _, future in live:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, future), result in zip(live, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def _wait_for_more(self) -> None:
+        """Until the batch is full or the oldest item has waited batch_wait_timeout_s."""
+        oldest = self._queue[0][2]
+        while len(self._queue) < self.max_batch_size:
+            left = oldest + self.batch_wait_timeout_s - time.monotonic()
+            if left <= 0:
+                return
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), left)
+            except TimeoutError:
+                return

@@ -1,0 +1,147 @@
+"""The batcher: a batch is what queued while the model was busy, up to max_batch_size, in request order."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from serve_apps.common.batching import Batcher
+
+
+class Recorder:
+    """A batch function that doubles its items, records each batch, and can be held until released."""
+
+    def __init__(self, hold_first: bool = False) -> None:
+        self.batches: list[list[int]] = []
+        self.release = threading.Event()
+        self.started = threading.Event()
+        if not hold_first:
+            self.release.set()
+
+    def __call__(self, items: Sequence[int]) -> list[int]:
+        self.batches.append(list(items))
+        self.started.set()
+        self.release.wait(5)
+        return [item * 2 for item in items]
+
+
+async def _started(recorder: Recorder) -> None:
+    await asyncio.to_thread(recorder.started.wait, 5)
+
+
+def test_items_queued_while_a_batch_runs_form_the_next_batch() -> None:
+    async def scenario() -> tuple[list[int], list[list[int]]]:
+        recorder = Recorder(hold_first=True)
+        batcher: Batcher[int, int] = Batcher(recorder, max_batch_size=32, batch_wait_timeout_s=0)
+        first = asyncio.ensure_future(batcher(1))
+        await _started(recorder)
+        rest = [asyncio.ensure_future(batcher(i)) for i in range(2, 7)]
+        await asyncio.sleep(0.01)
+        recorder.release.set()
+        return await asyncio.gather(first, *rest), recorder.batches
+
+    results, batches = asyncio.run(scenario())
+    assert results == [2, 4, 6, 8, 10, 12]
+    assert batches == [[1], [2, 3, 4, 5, 6]]
+
+
+def test_max_batch_size_splits_the_queue() -> None:
+    async def scenario() -> list[list[int]]:
+        recorder = Recorder(hold_first=True)
+        batcher: Batcher[int, int] = Batcher(recorder, max_batch_size=2, batch_wait_timeout_s=0)
+        first = asyncio.ensure_future(batcher(0))
+        await _started(recorder)
+        rest = [asyncio.ensure_future(batcher(i)) for i in range(1, 6)]
+        await asyncio.sleep(0.01)
+        recorder.release.set()
+        await asyncio.gather(first, *rest)
+        return recorder.batches
+
+    assert asyncio.run(scenario()) == [[0], [1, 2], [3, 4], [5]]
+
+
+def test_the_wait_lets_later_items_join_a_batch() -> None:
+    async def scenario() -> list[list[int]]:
+        recorder = Recorder()
+        batcher: Batcher[int, int] = Batcher(recorder, max_batch_size=8, batch_wait_timeout_s=0.2)
+        first = asyncio.ensure_future(batcher(1))
+        await asyncio.sleep(0.02)
+        await asyncio.gather(first, batcher(2))
+        return recorder.batches
+
+    assert asyncio.run(scenario()) == [[1, 2]]
+
+
+def test_a_full_batch_does_not_wait() -> None:
+    async def scenario() -> float:
+        batcher: Batcher[int, int] = Batcher(Recorder(), max_batch_size=2, batch_wait_timeout_s=10)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.gather(batcher(1), batcher(2))
+        return loop.time() - started
+
+    assert asyncio.run(scenario()) < 5
+
+
+def test_retuning_applies_to_the_next_batch() -> None:
+    async def scenario() -> list[list[int]]:
+        recorder = Recorder(hold_first=True)
+        batcher: Batcher[int, int] = Batcher(recorder, max_batch_size=32, batch_wait_timeout_s=0)
+        first = asyncio.ensure_future(batcher(0))
+        await _started(recorder)
+        batcher.set_max_batch_size(1)
+        batcher.set_batch_wait_timeout_s(0)
+        rest = [asyncio.ensure_future(batcher(i)) for i in (1, 2)]
+        await asyncio.sleep(0.01)
+        recorder.release.set()
+        await asyncio.gather(first, *rest)
+        return recorder.batches
+
+    assert asyncio.run(scenario()) == [[0], [1], [2]]
+
+
+def test_a_failing_batch_fails_its_items_only() -> None:
+    calls: list[list[int]] = []
+
+    def flaky(items: Sequence[int]) -> list[int]:
+        calls.append(list(items))
+        if len(calls) == 1:
+            raise ValueError("model failed")
+        return list(items)
+
+    async def scenario() -> int:
+        batcher: Batcher[int, int] = Batcher(flaky, max_batch_size=8, batch_wait_timeout_s=0)
+        with pytest.raises(ValueError, match="model failed"):
+            await batcher(1)
+        return await batcher(2)
+
+    assert asyncio.run(scenario()) == 2
+
+
+def test_a_wrong_number_of_results_is_an_error() -> None:
+    async def scenario() -> None:
+        batcher: Batcher[int, int] = Batcher(lambda items: [], max_batch_size=8, batch_wait_timeout_s=0)
+        await batcher(1)
+
+    with pytest.raises(RuntimeError, match="returned 0 results for 1 items"):
+        asyncio.run(scenario())
+
+
+def test_a_cancelled_request_is_left_out_of_its_batch() -> None:
+    async def scenario() -> list[list[int]]:
+        recorder = Recorder(hold_first=True)
+        batcher: Batcher[int, int] = Batcher(recorder, max_batch_size=8, batch_wait_timeout_s=0)
+        first = asyncio.ensure_future(batcher(1))
+        await _started(recorder)
+        gone = asyncio.ensure_future(batcher(2))
+        kept = asyncio.ensure_future(batcher(3))
+        await asyncio.sleep(0.01)
+        gone.cancel()
+        recorder.release.set()
+        await asyncio.gather(first, kept)
+        return recorder.batches
+
+    assert asyncio.run(scenario()) == [[1], [3]]
