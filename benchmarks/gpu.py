@@ -3,7 +3,9 @@
 Each layout is the bench env's zero-shot application with a fixed replica count and GPU fraction, loaded by the
 same closed-loop generator; recorded: throughput, p95 and the GPU memory of each replica (nvidia-smi). Goal: the
 four shared replicas serve at least 3x the single replica. Without an NVIDIA GPU (no nvidia-smi) it is skipped
-with a message, and nothing is written.
+with a message, and nothing is written. Not run yet: no machine of this project has had a GPU, and the zero-shot
+replica's ONNX session asks for the CPU provider only, so on a GPU it would measure CPU inference until it asks
+for CUDA.
 """
 
 from __future__ import annotations
@@ -59,7 +61,10 @@ def main(root: Path, out: Path, env: str = "bench", clients: int = 16, duration_
     """Run both layouts one after the other on a fresh Ray each; print and write the comparison."""
     reason = missing_gpu()
     if reason is not None:
-        say(f"GPU comparison skipped: {reason}. It needs one NVIDIA GPU and an onnxruntime with CUDA.")
+        say(
+            f"GPU comparison skipped: {reason}. It needs one NVIDIA GPU, onnxruntime-gpu, and ONNX sessions on the"
+            " CUDA provider (serve_apps/common/onnx_session.py asks for the CPU one today)."
+        )
         return 0
     import ray
     from ray import serve

@@ -27,7 +27,8 @@ def summarize(document: dict[str, Any]) -> dict[str, Any]:
     raw: dict[str, list[float]] = {}
     for row in document["raw"]:
         raw.setdefault(f"{row['variant']}_batch{row['batch_size']}", []).append(row["sentences_per_s"])
-    raw_median = {name: _median(values) for name, values in raw.items()}
+    # A limit is the best the model did: other people's work on the machine can only lower it.
+    raw_best = {name: max(values) for name, values in raw.items()}
     http: dict[str, dict[str, float]] = {}
     for system in SYSTEMS:
         windows = [w for w in document["http"] if w["system"] == system]
@@ -45,8 +46,9 @@ def summarize(document: dict[str, Any]) -> dict[str, Any]:
         }
     served, naive = http["served"], http["naive"]
     served_over_naive = served["rps"] / naive["rps"]
-    served_over_raw = served["rps"] / raw_median["int8_batch32"]
+    served_over_raw = served["rps"] / raw_best["int8_batch32"]
     cold = max((c["to_first_answer_s"] for c in document["cold_start"]), default=float("nan"))
+    scale_up = max((c["scale_up_to_running_s"] for c in document["cold_start"]), default=float("nan"))
     render = document["render_500_apps_s"]["total"]
     goals = {
         f"served >= {GOAL_SERVED_OVER_NAIVE:g}x naive at p95 <= {GOAL_SERVED_P95_MS:g} ms": served_over_naive
@@ -57,11 +59,12 @@ def summarize(document: dict[str, Any]) -> dict[str, Any]:
         f"render of 500 apps < {GOAL_RENDER_S:g} s": render < GOAL_RENDER_S,
     }
     return {
-        "raw_sentences_per_s": raw_median,
+        "raw_sentences_per_s": raw_best,
         "http": http,
         "served_over_naive": served_over_naive,
         "served_over_raw_int8_batch32": served_over_raw,
         "cold_start_s": cold,
+        "scale_up_s": scale_up,
         "render_500_apps_s": render,
         "goals": goals,
     }
@@ -86,17 +89,23 @@ def table(document: dict[str, Any], summary: dict[str, Any]) -> str:
     for row in document["raw"]:
         by_name.setdefault(f"raw {row['variant']} batch {row['batch_size']}", []).append(row)
     for name, rows in by_name.items():
-        rate = _median([r["sentences_per_s"] for r in rows])
-        batch_ms = _median([r["batch_p50_ms"] for r in rows])
-        cores = _median([r["cpu_cores"] for r in rows])
-        lines.append(f"{name:<22}{rate:>9.1f}{batch_ms:>9.1f}{'':>9}{'':>9}{cores:>12.2f}{'':>12}{'':>12}")
-    lines.append("(raw: sentences/s in-process, p50 = ms per batch; CPU in cores, averaged over the window)")
+        best = max(rows, key=lambda r: r["sentences_per_s"])
+        lines.append(
+            f"{name:<22}{best['sentences_per_s']:>9.1f}{best['batch_p50_ms']:>9.1f}{'':>9}{'':>9}"
+            f"{best['cpu_cores']:>12.2f}{'':>12}{'':>12}"
+        )
+    lines.append(
+        "(naive, served: median of the repetitions; raw: the best repetition, sentences/s in-process, p50 = ms per"
+        " batch; CPU in cores averaged over the window; others = cores used outside this benchmark, the worst window)"
+    )
     lines.append(
         f"served / naive = {summary['served_over_naive']:.2f}x; served / raw int8 batch 32 ="
         f" {summary['served_over_raw_int8_batch32']:.0%}"
     )
     colds = ", ".join(f"{c['to_first_answer_s']:.2f} s" for c in document["cold_start"])
-    lines.append(f"cold start (deploy -> first answer, model from S3, verified): {colds}")
+    scale_ups = ", ".join(f"{c['scale_up_to_running_s']:.2f} s" for c in document["cold_start"])
+    lines.append(f"cold start, new app (deploy -> first answer, model from S3, verified): {colds}")
+    lines.append(f"cold start, one more replica (deploy -> RUNNING, model from S3, verified): {scale_ups}")
     lines.append(f"render of 500 apps: {summary['render_500_apps_s']:.2f} s")
     lines += [f"  {'PASS' if ok else 'FAIL'}  {goal}" for goal, ok in summary["goals"].items()]
     return "\n".join(lines)
@@ -151,6 +160,7 @@ def write(document: dict[str, Any], summary: dict[str, Any], out: Path) -> list[
         "served_over_naive": f"{summary['served_over_naive']:.2f}",
         "served_over_raw": f"{summary['served_over_raw_int8_batch32']:.3f}",
         "cold_start_s": f"{summary['cold_start_s']:.2f}",
+        "scale_up_s": f"{summary['scale_up_s']:.2f}",
         "render_500_apps_s": f"{summary['render_500_apps_s']:.2f}",
         "foreign_cores_max": f"{max(h['foreign_cores_max'] for h in summary['http'].values()):.2f}",
     }

@@ -121,12 +121,12 @@ def naive_server(cores: list[int]) -> Iterator[tuple[str, int]]:
 
 
 @contextlib.contextmanager
-def served_app(root: Path, env: str, copies: int) -> Iterator[tuple[str, dict[str, Any], int]]:
+def served_app(root: Path, env: str, extra_replicas: int) -> Iterator[tuple[str, dict[str, Any], int]]:
     """Ray with the env's Ray variables and explicit logical CPUs, Serve with the env's zero-shot application.
 
     Yields the app's predict URL, the Serve config deployed and the HTTP port. The logical CPUs leave room for
-    `copies` more replicas of each deployment, the cold-start copies: a removed copy holds its CPUs while its
-    replica drains (30 s in throughput mode), and logical CPUs are bookkeeping, not cores.
+    `extra_replicas` more replicas of each deployment, the cold starts': a removed copy holds its CPUs while its
+    replicas drain (30 s in throughput mode), and logical CPUs are bookkeeping, not cores.
     """
     import ray
     from ray import serve
@@ -136,7 +136,7 @@ def served_app(root: Path, env: str, copies: int) -> Iterator[tuple[str, dict[st
     config["applications"] = [a for a in config["applications"] if a["name"] == APP]
     apply_ray_env(plan.ray_env)
     copy = sum(d.get("ray_actor_options", {}).get("num_cpus", 1) for d in config["applications"][0]["deployments"])
-    cpus = logical_cpus(config) + math.ceil(copies * copy)
+    cpus = logical_cpus(config) + math.ceil(extra_replicas * copy)
     say(f"starting Ray ({cpus:g} logical CPUs) with {plan.ray_env or 'no Serve variables'}")
     with contextlib.chdir(root):  # replicas resolve relative file:// model URIs against Ray's start directory
         ray.init(
@@ -260,7 +260,8 @@ def run(root: Path, options: Options) -> dict[str, Any]:
         bodies_file = scratch / "bodies.json"
         bodies_file.write_text(json.dumps(request_bodies()))
         naive_url, naive_pid = stack.enter_context(naive_server(cores))
-        url, config, port = stack.enter_context(served_app(root, options.env, copies=options.cold_starts))
+        # Each cold start deploys a copy of the app and then scales it up by one replica.
+        url, config, port = stack.enter_context(served_app(root, options.env, extra_replicas=2 * options.cold_starts))
         say(f"naive on {naive_url} (pid {naive_pid}); served replica pid(s) {replica_pids()}")
         systems: dict[str, tuple[str, Callable[[], list[psutil.Process]]]] = {
             "naive": (naive_url, lambda: tree(naive_pid)),
@@ -303,8 +304,9 @@ def measure_cold_starts(
             say(f"cold start {trial} failed: {error}")
             continue
         say(
-            f"cold start {trial}: RUNNING after {result.to_running_s:.2f} s, answered after"
-            f" {result.to_first_answer_s:.2f} s (model from {artifact.uri}, verified)"
+            f"cold start {trial}: new app RUNNING after {result.to_running_s:.2f} s, answered after"
+            f" {result.to_first_answer_s:.2f} s; one more replica RUNNING after {result.scale_up_to_running_s:.2f} s"
+            f" (model from {artifact.uri}, verified)"
         )
         results.append(result)
     return results
