@@ -164,10 +164,25 @@ def write(document: dict[str, Any], summary: dict[str, Any], out: Path) -> list[
         "render_500_apps_s": f"{summary['render_500_apps_s']:.2f}",
         "foreign_cores_max": f"{max(h['foreign_cores_max'] for h in summary['http'].values()):.2f}",
     }
-    new = not history.exists()
-    with history.open("a", newline="", encoding="utf-8") as file:
-        writer = csv.DictWriter(file, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+    append_history(history, row)
     return [json_path, png_path, history]
+
+
+def append_history(history: Path, row: dict[str, str]) -> None:
+    """Append `row` to the CSV; when its columns changed since older rows, rewrite it with all of them."""
+    rows: list[dict[str, str]] = []
+    fields: list[str] = []
+    if history.exists():
+        with history.open(newline="", encoding="utf-8") as file:
+            reader = csv.DictReader(file)
+            rows = list(reader)
+            fields = list(reader.fieldnames or [])
+    columns = list(dict.fromkeys([*fields, *row]))
+    if columns == fields:
+        with history.open("a", newline="", encoding="utf-8") as file:
+            csv.DictWriter(file, fieldnames=columns).writerow(row)
+        return
+    with history.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.DictWriter(file, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows([*rows, row])
