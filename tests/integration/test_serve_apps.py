@@ -291,7 +291,7 @@ def test_zero_shot_eval_set_accuracy(http: httpx.Client) -> None:
         assert response.status_code == 200
         return dict(response.json())
 
-    # Concurrent requests, so that @serve.batch really batches them.
+    # Concurrent requests, so that the batcher really batches them.
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(classify, [example.text for example in eval_set.examples]))
     hits = sum(r["labels"][0] == e.label for r, e in zip(results, eval_set.examples, strict=True))
