@@ -1,9 +1,14 @@
 """Script and save the DoubleIt TorchScript module."""
 
+import functools
 import hashlib
 import io
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 SERIALIZATION_ID = ".data/serialization_id"
 
@@ -12,14 +17,22 @@ def build(target: Path) -> None:
     """Write the scripted module to `target`."""
     import torch
 
+    buffer = io.BytesIO()
+    # Saved through a buffer: a file name would become the archive's root folder and change the bytes.
+    torch.jit.save(_scripted(), buffer)
+    target.write_bytes(_without_debug_info(buffer.getvalue()))
+
+
+@functools.cache
+def _scripted() -> "torch.jit.ScriptModule":
+    """Scripted once per process: scripting the class again renames it (`___torch_mangle_1`), changing the bytes."""
+    import torch
+
     class DoubleIt(torch.nn.Module):
         def forward(self, values: torch.Tensor) -> torch.Tensor:
             return values * 2
 
-    buffer = io.BytesIO()
-    # Saved through a buffer: a file name would become the archive's root folder and change the bytes.
-    torch.jit.save(torch.jit.script(DoubleIt()), buffer)
-    target.write_bytes(_without_debug_info(buffer.getvalue()))
+    return torch.jit.script(DoubleIt())
 
 
 def _without_debug_info(archive: bytes) -> bytes:
