@@ -14,7 +14,7 @@ from render.errors import RenderError
 from render.manifests import dump, file_name
 from render.plan import EnvPlan, plan_env
 from render.spec.load import load_clusters, load_specs
-from render.targets import BUILDERS
+from render.targets import BUILDERS, aws_iam
 from render.targets.base import NativeBody, TargetOutput
 from render.validate.aws import request_problems
 from render.validate.cloudrun import run_service_problems
@@ -84,6 +84,9 @@ def render_repo(root: Path, crd_dir: Path | None, envs: list[str] | None = None)
     plans: list[EnvPlan] = [plan_env(spec, clusters) for spec in specs.values()]
     clock.lap("plan")
     outputs = {plan.name: BUILDERS[plan.spec.env.target.kind](plan) for plan in plans}
+    shared = aws_iam.shared_roles({plan.name: (plan.cluster, outputs[plan.name].manifests) for plan in plans})
+    if shared:
+        raise RenderError("\n".join(shared))
     argocd_manifests = argocd.build(plans, outputs)
     reports = {plan.name: parity.report(plan, outputs[plan.name]) for plan in plans}
     clock.lap("manifests")

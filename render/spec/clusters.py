@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from render.spec.base import K8sName, StrictModel
+from render.spec.rules import rule_error
 
 
 class Cluster(StrictModel):
@@ -30,6 +31,36 @@ class Cluster(StrictModel):
     account: Annotated[
         str | None, Field(default=None, description="AWS account id or GCP project id, where the kind needs one.")
     ]
+    oidc_issuer: Annotated[
+        str | None,
+        Field(
+            default=None,
+            pattern=r"^oidc\.eks\.[a-z0-9-]+\.amazonaws\.com/id/[0-9A-F]{32}$",
+            description="eks only, required: the cluster's OIDC issuer without https:// (`aws eks describe-cluster"
+            " --query cluster.identity.oidc.issuer`), which the pods' IAM role trusts (IRSA).",
+        ),
+    ]
+
+    @model_validator(mode="after")
+    def oidc_issuer_only_and_always_on_eks(self) -> Cluster:
+        if self.kind == "eks" and self.oidc_issuer is None:
+            raise rule_error(
+                "eks_cluster_has_oidc_issuer",
+                field="oidc_issuer",
+                got=None,
+                rule="an eks cluster needs oidc_issuer: the IAM role of its pods trusts it (IRSA)",
+                hint=f"aws eks describe-cluster --name {self.name} --query cluster.identity.oidc.issuer"
+                " (without https://)",
+            )
+        if self.kind != "eks" and self.oidc_issuer is not None:
+            raise rule_error(
+                "oidc_issuer_only_on_eks",
+                field="oidc_issuer",
+                got=self.oidc_issuer,
+                rule=f"oidc_issuer is for eks clusters, and {self.name} is of kind {self.kind}",
+                hint="remove it",
+            )
+        return self
 
 
 class Clusters(StrictModel):

@@ -20,12 +20,12 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from render.spec.base import K8sName, StrictModel
 from render.spec.rules import rule_error
-from render.targets import single_node
+from render.targets import aws_iam, single_node
 from render.targets.base import (
     Honour,
     NativeBody,
@@ -139,7 +139,11 @@ class EcsTargetConfig(TargetConfigBase):
         Field(default="fargate", description="Launch type; GPU tasks need ec2 (container instances with GPUs)."),
     ]
     task_role_arn: Annotated[
-        str, Field(pattern=IAM_ROLE_PATTERN, description="Role the tasks assume: model reads from S3, app calls.")
+        str,
+        Field(
+            pattern=IAM_ROLE_PATTERN,
+            description="Role the tasks assume; rendered (ACK IAM) with read on the model prefixes only.",
+        ),
     ]
     execution_role_arn: Annotated[
         str,
@@ -163,6 +167,14 @@ class EcsTargetConfig(TargetConfigBase):
         dict[K8sName, EcsLoadBalancer],
         Field(default_factory=dict, description="App name → the ALB target group its tasks register with."),
     ]
+
+    @field_validator("task_role_arn")
+    @classmethod
+    def role_in_cluster_account(cls, value: str, info: ValidationInfo) -> str:
+        error = aws_iam.role_account_error(value, info, "")
+        if error is not None:
+            raise error
+        return value
 
     def spec_errors(self, spec: Spec) -> Iterator[PydanticCustomError]:
         """The ECS rules: no GPU on Fargate, tasks that fit, secret ARNs, load balancers that name apps."""
@@ -464,17 +476,15 @@ def ack_spec(body: Any) -> Any:
 
 
 def _ack(plan: EnvPlan, api_version: str, kind: str, name: str, wave: int, spec: dict[str, Any]) -> dict[str, Any]:
-    target = target_of(plan, EcsTargetConfig)
+    return {"apiVersion": api_version, "kind": kind, "metadata": _ack_metadata(plan, name, wave), "spec": spec}
+
+
+def _ack_metadata(plan: EnvPlan, name: str, wave: int) -> dict[str, Any]:
     return {
-        "apiVersion": api_version,
-        "kind": kind,
-        "metadata": {
-            "name": name,
-            "namespace": target.namespace,
-            "labels": {**MANAGED_BY, "serving.toolkit/env": plan.name},
-            "annotations": {SYNC_WAVE: str(wave), "services.k8s.aws/region": plan.cluster.region},
-        },
-        "spec": spec,
+        "name": name,
+        "namespace": target_of(plan, EcsTargetConfig).namespace,
+        "labels": {**MANAGED_BY, "serving.toolkit/env": plan.name},
+        "annotations": {SYNC_WAVE: str(wave), "services.k8s.aws/region": plan.cluster.region},
     }
 
 
@@ -592,7 +602,13 @@ def build(plan: EnvPlan) -> TargetOutput:
     """Native bodies and ACK objects for every app of one environment."""
     target = target_of(plan, EcsTargetConfig)
     native: list[NativeBody] = []
-    manifests: list[dict[str, Any]] = []
+    # The tasks' role, reading the models only; the execution role (image, logs, secrets) stays the user's.
+    manifests = aws_iam.role_objects(
+        plan,
+        target.task_role_arn,
+        lambda account, partition: aws_iam.ecs_task_trust(plan.cluster, account, partition),
+        lambda name, wave: _ack_metadata(plan, name, wave),
+    )
     serve_configs: dict[str, str] = {}
     sizing: list[str] = []
     for app_plan in plan.apps:

@@ -6,9 +6,10 @@ import re
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from render.spec.base import K8sName, StrictModel
+from render.targets import aws_iam
 from render.targets.base import Honour, TargetConfigBase, TargetOutput, error, exact, secret_parity, target_of
 
 if TYPE_CHECKING:
@@ -29,7 +30,8 @@ class ServiceAccountConfig(StrictModel):
         str,
         Field(
             pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$",
-            description="IAM role the pods assume (IRSA); grants read on the model prefix and the secrets.",
+            description="IAM role the pods assume (IRSA). On eks the toolkit renders it (ACK IAM): read on the"
+            " model prefixes only, trusted by this service account alone.",
         ),
     ]
 
@@ -59,6 +61,14 @@ class KubeRayTargetConfig(TargetConfigBase):
             description="external-secrets ClusterSecretStore that reads AWS Secrets Manager.",
         ),
     ]
+
+    @field_validator("service_account")
+    @classmethod
+    def role_in_cluster_account(cls, value: ServiceAccountConfig, info: ValidationInfo) -> ServiceAccountConfig:
+        error = aws_iam.role_account_error(value.iam_role_arn, info, "iam_role_arn")
+        if error is not None:
+            raise error
+        return value
 
 
 def secret_object_name(env_var: str) -> str:
@@ -208,6 +218,22 @@ def service_account(plan: EnvPlan) -> dict[str, Any]:
     }
 
 
+def iam_role(plan: EnvPlan) -> list[dict[str, Any]]:
+    """On EKS, the service account's IAM role and its model-read policy (render/targets/aws_iam.py)."""
+    if plan.cluster.kind != "eks":
+        return []
+    target = target_of(plan, KubeRayTargetConfig)
+    account = target.service_account
+    return aws_iam.role_objects(
+        plan,
+        account.iam_role_arn,
+        lambda account_id, partition: aws_iam.irsa_trust(
+            plan.cluster, account_id, partition, target.namespace, account.name
+        ),
+        lambda name, wave: _metadata(plan, name, wave),
+    )
+
+
 def external_secret(plan: EnvPlan, env_var: str, ref: SecretRef) -> dict[str, Any]:
     """An ExternalSecret that copies one AWS Secrets Manager secret into a Kubernetes Secret."""
     remote: dict[str, Any] = {"key": ref.aws_secrets_manager}
@@ -297,7 +323,7 @@ def _parity() -> dict[str, Honour]:
 def build(plan: EnvPlan) -> TargetOutput:
     """All KubeRay-target manifests of one environment."""
     service = rayservice(plan)
-    manifests = [service_account(plan), service, pod_monitor(plan)]
+    manifests = [*iam_role(plan), service_account(plan), service, pod_monitor(plan)]
     manifests += [external_secret(plan, var, ref) for var, ref in plan.secrets.items()]
     ignore = (
         # The Ray autoscaler owns the worker counts; without this Argo CD and the autoscaler undo each other.

@@ -142,8 +142,21 @@ def test_irsa_annotation_is_read_at_run_time(history: Path) -> None:
     role = "arn:aws:iam::111111111111:role/serving-dev-2"
     edit(history, "deployments/dev/env.yaml", lambda d: d["env"]["target"]["service_account"].update(iam_role_arn=role))
     commit(history, "new role")
-    [change] = only(changes_since(history), "dev/v1.ServiceAccount-serving.yaml")
-    assert change.impact.label.name == "in-place update"
+    old_role, new_role, old_policy, new_policy, account = only(
+        changes_since(history),
+        "dev/iam.services.k8s.aws.Role-serving-dev.yaml",
+        "dev/iam.services.k8s.aws.Role-serving-dev-2.yaml",
+        "dev/iam.services.k8s.aws.Policy-serving-dev-models-read.yaml",
+        "dev/iam.services.k8s.aws.Policy-serving-dev-2-models-read.yaml",
+        "dev/v1.ServiceAccount-serving.yaml",
+    )
+    assert account.impact.label.name == "in-place update"
+    assert [c.impact.label.name for c in (old_role, new_role, old_policy, new_policy)] == [
+        "deleted",
+        "created",
+        "deleted",
+        "created",
+    ]
 
 
 def ack(kind: str, name: str, spec: dict[str, Any]) -> str:

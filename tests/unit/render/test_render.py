@@ -163,6 +163,8 @@ def test_rendered_custom_resources_pass_their_crds() -> None:
         f"no CRD for {kind} in {CRDS}: not validated against a schema"
         for kind in [
             "external-secrets.io/v1 ExternalSecret",
+            "iam.services.k8s.aws/v1alpha1 Policy",
+            "iam.services.k8s.aws/v1alpha1 Role",
             "monitoring.coreos.com/v1 PodMonitor",
             "v1 ConfigMap",
             "v1 ServiceAccount",

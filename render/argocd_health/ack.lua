@@ -1,0 +1,58 @@
+-- Argo CD health of an AWS Controllers for Kubernetes (ACK) resource. Argo CD sets the global `obj`; the
+-- script returns `hs`. Lua 5.1, base and table libraries only: what Argo CD's gopher-lua VM opens (no
+-- string library). The ACK rules shared by every ACK kind: Argo CD takes one self-contained script per kind,
+-- so health_scripts() puts this text at the top of each one, followed by the kind's own lines (a
+-- `<group>_<Kind>.lua` here) or, for a kind without one, `hs.status, hs.message = ack_health(obj)`.
+local hs = {}
+
+local function condition(status, condition_type)
+  if status == nil or status.conditions == nil then
+    return nil
+  end
+  for _, c in ipairs(status.conditions) do
+    if c.type == condition_type then
+      return c
+    end
+  end
+  return nil
+end
+
+local function reason_and_message(c)
+  local reason = c.reason or ""
+  if c.message ~= nil and c.message ~= "" then
+    if reason ~= "" then
+      return reason .. ": " .. c.message
+    end
+    return c.message
+  end
+  return reason
+end
+
+-- ACK.Terminal: the spec must change before AWS accepts it. ACK.Recoverable: the last call to AWS failed
+-- and is retried; ACK files most AWS rejections (InvalidParameterException, AccessDenied) under it, so
+-- Progressing would hide a resource that never converges. Synced once Ready (newer controllers) or
+-- ACK.ResourceSynced is True.
+local function ack_health(resource)
+  local status = resource.status
+  local terminal = condition(status, "ACK.Terminal")
+  if terminal ~= nil and terminal.status == "True" then
+    return "Degraded", "ACK.Terminal: " .. reason_and_message(terminal)
+  end
+  local recoverable = condition(status, "ACK.Recoverable")
+  if recoverable ~= nil and recoverable.status == "True" then
+    return "Degraded", "ACK.Recoverable: " .. reason_and_message(recoverable)
+  end
+  local ready = condition(status, "Ready")
+  local synced = condition(status, "ACK.ResourceSynced")
+  if ready ~= nil and ready.status == "True" then
+    return "Healthy", reason_and_message(ready)
+  end
+  if synced ~= nil and synced.status == "True" then
+    return "Healthy", reason_and_message(synced)
+  end
+  local pending = synced or ready
+  if pending ~= nil and reason_and_message(pending) ~= "" then
+    return "Progressing", reason_and_message(pending)
+  end
+  return "Progressing", "Waiting for the ACK controller to sync the resource with AWS"
+end
