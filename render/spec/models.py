@@ -266,6 +266,16 @@ class Batching(StrictModel):
     batch_wait_timeout_s: Annotated[
         float, Field(ge=0, le=10, description="Longest wait for a batch to fill, in seconds.")
     ]
+    max_concurrent_batches: Annotated[
+        int,
+        Field(
+            default=1,
+            ge=1,
+            le=16,
+            description="Batches in the model at once: with 2, the replica answers one batch and forms the next while"
+            " the model runs, instead of taking turns (the app's batcher, serve_apps/common/batching.py).",
+        ),
+    ]
 
 
 class RayActorOptions(StrictModel):

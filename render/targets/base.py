@@ -159,6 +159,7 @@ COMMON_PARITY: Mapping[str, Honour] = {
     "apps[].deployments[].max_ongoing_requests": exact(f"max_ongoing_requests {SERVE_CONFIG}"),
     "apps[].deployments[].batching.max_batch_size": exact(f"user_config.batching {SERVE_CONFIG}"),
     "apps[].deployments[].batching.batch_wait_timeout_s": exact(f"user_config.batching {SERVE_CONFIG}"),
+    "apps[].deployments[].batching.max_concurrent_batches": exact(f"user_config.batching {SERVE_CONFIG}"),
     "apps[].deployments[].user_config": exact(f"user_config {SERVE_CONFIG}"),
 }
 

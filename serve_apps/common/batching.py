@@ -8,7 +8,10 @@ traded latency for only part of it back. Here a batch is taken when the model is
 queued while the previous one ran; `batch_wait_timeout_s` is how long the oldest waiting request may wait for more
 to join it when the batch is not full, and 0 (no wait) is what a saturated replica wants.
 
-The same two settings as `@serve.batch`, retuned in place from `reconfigure()` (user_config `batching`).
+`max_concurrent_batches` (default 1) lets that many batches run at once, each taken when a slot frees: while one
+batch is in the model, the event loop answers the previous one and the next forms, so the model and the HTTP work
+overlap instead of taking turns. The same settings as `@serve.batch`, retuned in place from `reconfigure()`
+(user_config `batching`).
 """
 
 from __future__ import annotations
@@ -24,20 +27,28 @@ Result = TypeVar("Result")
 
 
 class Batcher(Generic[Item, Result]):
-    """Calls `function(items) -> results` (same order, same length) in a worker thread, one batch at a time.
+    """Calls `function(items) -> results` (same order, same length) in worker threads, `max_concurrent_batches`
+    batches at a time.
 
     Awaiting `batcher(item)` queues the item and returns its result; the event loop stays free for requests while
-    a batch runs, and every request that arrives meanwhile joins the next batch.
+    batches run, and every request that arrives meanwhile joins the next batch.
     """
 
     def __init__(
-        self, function: Callable[[Sequence[Item]], list[Result]], max_batch_size: int, batch_wait_timeout_s: float
+        self,
+        function: Callable[[Sequence[Item]], list[Result]],
+        max_batch_size: int,
+        batch_wait_timeout_s: float,
+        max_concurrent_batches: int = 1,
     ) -> None:
         self._function = function
         self.max_batch_size = max_batch_size
         self.batch_wait_timeout_s = batch_wait_timeout_s
+        self.max_concurrent_batches = max_concurrent_batches
         self._queue: deque[tuple[Item, asyncio.Future[Result], float]] = deque()
         self._arrived = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
         self._worker: asyncio.Task[None] | None = None
 
     def set_max_batch_size(self, max_batch_size: int) -> None:
@@ -47,6 +58,11 @@ class Batcher(Generic[Item, Result]):
     def set_batch_wait_timeout_s(self, batch_wait_timeout_s: float) -> None:
         """Longest the oldest queued item waits for a fuller batch, from the next batch on."""
         self.batch_wait_timeout_s = batch_wait_timeout_s
+
+    def set_max_concurrent_batches(self, max_concurrent_batches: int) -> None:
+        """Most batches running at once, from the next batch on (running ones finish)."""
+        self.max_concurrent_batches = max_concurrent_batches
+        self._slot_freed.set()
 
     async def __call__(self, item: Item) -> Result:
         """The result of `item`, computed in a batch with the items queued beside it."""
@@ -59,23 +75,34 @@ class Batcher(Generic[Item, Result]):
 
     async def _run(self) -> None:
         while self._queue:
+            while len(self._running) >= self.max_concurrent_batches:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
             await self._wait_for_more()
             batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_batch_size))]
             live = [(item, future) for item, future, _ in batch if not future.done()]  # done: the client went away
-            if not live:
-                continue
-            try:
-                results = await asyncio.to_thread(self._function, [item for item, _ in live])
-                if len(results) != len(live):
-                    raise RuntimeError(f"the batch function returned {len(results)} results for {len(live)} items")
-            except Exception as error:
-                for _, future in live:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            for (_, future), result in zip(live, results, strict=True):
+            if live:
+                task = asyncio.create_task(self._call(live))
+                self._running.add(task)
+                task.add_done_callback(self._batch_done)
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._slot_freed.set()
+
+    async def _call(self, live: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+        try:
+            results = await asyncio.to_thread(self._function, [item for item, _ in live])
+            if len(results) != len(live):
+                raise RuntimeError(f"the batch function returned {len(results)} results for {len(live)} items")
+        except Exception as error:
+            for _, future in live:
                 if not future.done():
-                    future.set_result(result)
+                    future.set_exception(error)
+            return
+        for (_, future), result in zip(live, results, strict=True):
+            if not future.done():
+                future.set_result(result)
 
     async def _wait_for_more(self) -> None:
         """Until the batch is full or the oldest item has waited batch_wait_timeout_s."""

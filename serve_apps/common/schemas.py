@@ -48,6 +48,9 @@ class BatchingConfig(BaseModel):
     batch_wait_timeout_s: float = Field(
         ge=0, le=10, description="Longest the first request of a batch waits for others to join it."
     )
+    max_concurrent_batches: int = Field(
+        default=1, ge=1, le=16, description="Batches in the model at once; 2 overlaps the model with HTTP work."
+    )
 
 
 class UserConfig(BaseModel):

@@ -80,6 +80,12 @@ class ZeroShotArgs(BaseModel):
     )
     max_labels: int = Field(default=20, ge=1, le=200, description="Most candidate labels in one request.")
     max_text_chars: int = Field(default=2000, ge=1, le=100_000, description="Longest text accepted, in characters.")
+    num_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="ONNX Runtime intra-op threads per model call; default: the CPUs Ray assigned to the replica.",
+    )
     label_cache_size: int = Field(
         default=1024, ge=0, description="Hypothesis embeddings kept (least recently used go first)."
     )
@@ -164,7 +170,7 @@ class ZeroShotClassifier(ModelReplica):
             args.model,
             args.prediction_log,
             lambda path: ZeroShotModel(
-                path, scoring, num_threads=assigned_cpus(), label_cache_size=args.label_cache_size
+                path, scoring, num_threads=args.num_threads or assigned_cpus(), label_cache_size=args.label_cache_size
             ),
         )
         # The model runs in a worker thread, so that requests keep queueing for the next batch while one runs.
@@ -178,6 +184,7 @@ class ZeroShotClassifier(ModelReplica):
         if config.batching is not None:
             self._classify.set_max_batch_size(config.batching.max_batch_size)
             self._classify.set_batch_wait_timeout_s(config.batching.batch_wait_timeout_s)
+            self._classify.set_max_concurrent_batches(config.batching.max_concurrent_batches)
 
     @api.post("/predict")
     async def predict(self, request: ZeroShotRequest, http_request: Request) -> ZeroShotResponse:

@@ -78,7 +78,9 @@ def test_serve_config_v2_round_trips_through_ray_schema() -> None:
     config = yaml.safe_load(service["spec"]["serveConfigV2"])
     assert serve_config_problems(service["spec"]["serveConfigV2"]) == []
     echo = next(a for a in config["applications"] if a["name"] == "echo")
-    assert echo["deployments"][0]["user_config"] == {"batching": {"max_batch_size": 8, "batch_wait_timeout_s": 0.01}}
+    assert echo["deployments"][0]["user_config"] == {
+        "batching": {"max_batch_size": 8, "batch_wait_timeout_s": 0.01, "max_concurrent_batches": 1}
+    }
     assert echo["deployments"][0]["ray_actor_options"] == {"num_cpus": 1.0, "num_gpus": 0.25}
     assert echo["args"]["model"]["uri"] == "s3://models/echo.bin"
     assert config["http_options"]["request_timeout_s"] == 10

@@ -145,3 +145,52 @@ def test_a_cancelled_request_is_left_out_of_its_batch() -> None:
         return recorder.batches
 
     assert asyncio.run(scenario()) == [[1], [3]]
+
+
+class Overlap:
+    """A batch function that records how many calls run at once, each holding until released or 0.3 s passed."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = 0
+        self.most = 0
+        self.batches: list[list[int]] = []
+
+    def __call__(self, items: Sequence[int]) -> list[int]:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.batches.append(list(items))
+        threading.Event().wait(0.3)
+        with self.lock:
+            self.running -= 1
+        return [item * 2 for item in items]
+
+
+@pytest.mark.parametrize("concurrent", [1, 2, 3])
+def test_max_concurrent_batches_is_how_many_run_at_once(concurrent: int) -> None:
+    async def scenario() -> tuple[list[int], Overlap]:
+        overlap = Overlap()
+        batcher: Batcher[int, int] = Batcher(
+            overlap, max_batch_size=2, batch_wait_timeout_s=0, max_concurrent_batches=concurrent
+        )
+        results = await asyncio.gather(*(batcher(i) for i in range(8)))
+        return results, overlap
+
+    results, overlap = asyncio.run(scenario())
+    assert results == [i * 2 for i in range(8)]
+    assert overlap.most == concurrent
+    assert sorted(i for batch in overlap.batches for i in batch) == list(range(8))
+
+
+def test_raising_max_concurrent_batches_lets_a_waiting_batch_start() -> None:
+    async def scenario() -> int:
+        overlap = Overlap()
+        batcher: Batcher[int, int] = Batcher(overlap, max_batch_size=1, batch_wait_timeout_s=0)
+        calls = [asyncio.ensure_future(batcher(i)) for i in range(2)]
+        await asyncio.sleep(0.05)  # the first batch runs, the second waits for its slot
+        batcher.set_max_concurrent_batches(2)
+        await asyncio.gather(*calls)
+        return overlap.most
+
+    assert asyncio.run(scenario()) == 2
