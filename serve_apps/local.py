@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in sorted(plan.ray_env.items()):
         print(f"  {name}={value} (env.serve of {args.env})")
     ray.init(
+        address="local",  # a new Ray, even when `ray start` left one running on this machine
         num_cpus=cpus,
         include_dashboard=True,
         dashboard_host=LOCAL_HOST,
