@@ -317,6 +317,16 @@ class Deployment(StrictModel):
         int, Field(default=5, ge=1, le=10_000, description="Most requests in flight per replica.")
     ]
     batching: Annotated[Batching | None, Field(default=None, description="Request batching; unset disables it.")]
+    health_check_period_s: Annotated[
+        float,
+        Field(
+            default=2,
+            gt=0,
+            le=60,
+            description="How often Serve checks each replica. A replica whose process died is noticed at its next"
+            " check only, so this bounds how long Serve runs one replica short; Ray's own default is 10 s.",
+        ),
+    ]
     ray_actor_options: Annotated[
         RayActorOptions, Field(default_factory=RayActorOptions, description="Resources of each replica.")
     ]
