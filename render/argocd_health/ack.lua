@@ -1,32 +1,6 @@
--- Argo CD health of an AWS Controllers for Kubernetes (ACK) resource. Argo CD sets the global `obj`; the
--- script returns `hs`. Lua 5.1, base and table libraries only: what Argo CD's gopher-lua VM opens (no
--- string library). The ACK rules shared by every ACK kind: Argo CD takes one self-contained script per kind,
--- so health_scripts() puts this text at the top of each one, followed by the kind's own lines (a
--- `<group>_<Kind>.lua` here) or, for a kind without one, `hs.status, hs.message = ack_health(obj)`.
-local hs = {}
-
-local function condition(status, condition_type)
-  if status == nil or status.conditions == nil then
-    return nil
-  end
-  for _, c in ipairs(status.conditions) do
-    if c.type == condition_type then
-      return c
-    end
-  end
-  return nil
-end
-
-local function reason_and_message(c)
-  local reason = c.reason or ""
-  if c.message ~= nil and c.message ~= "" then
-    if reason ~= "" then
-      return reason .. ": " .. c.message
-    end
-    return c.message
-  end
-  return reason
-end
+-- Argo CD health of an AWS Controllers for Kubernetes (ACK) resource: the rules every ACK kind shares,
+-- followed by the kind's own lines (a `<group>_<Kind>.lua` here) or, for a kind without one,
+-- `hs.status, hs.message = ack_health(obj)`.
 
 -- ACK.Terminal: the spec must change before AWS accepts it. ACK.Recoverable: the last call to AWS failed
 -- and is retried; ACK files most AWS rejections (InvalidParameterException, AccessDenied) under it, so
