@@ -89,6 +89,7 @@ def deployment_config(deployment: Deployment) -> dict[str, Any]:
         "name": deployment.name,
         "max_ongoing_requests": deployment.max_ongoing_requests,
         "health_check_period_s": deployment.health_check_period_s,
+        "max_surge_percent": deployment.max_surge_percent,
         "ray_actor_options": actor_options,
     }
     if deployment.autoscaling_config is not None:

@@ -327,6 +327,18 @@ class Deployment(StrictModel):
             " check only, so this bounds how long Serve runs one replica short; Ray's own default is 10 s.",
         ),
     ]
+    max_surge_percent: Annotated[
+        int,
+        Field(
+            default=100,
+            ge=0,
+            le=100,
+            description="Extra replicas a rollout may start, as a percentage of the target count: with a positive"
+            " value the old replicas keep serving until their replacements are ready, so a version that never"
+            " becomes healthy never takes the old one down. 0 (Ray's default) stops old replicas first and needs no"
+            " spare capacity.",
+        ),
+    ]
     ray_actor_options: Annotated[
         RayActorOptions, Field(default_factory=RayActorOptions, description="Resources of each replica.")
     ]

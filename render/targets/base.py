@@ -161,6 +161,7 @@ COMMON_PARITY: Mapping[str, Honour] = {
     "apps[].deployments[].batching.batch_wait_timeout_s": exact(f"user_config.batching {SERVE_CONFIG}"),
     "apps[].deployments[].batching.max_concurrent_batches": exact(f"user_config.batching {SERVE_CONFIG}"),
     "apps[].deployments[].health_check_period_s": exact(f"health_check_period_s {SERVE_CONFIG}"),
+    "apps[].deployments[].max_surge_percent": exact(f"max_surge_percent {SERVE_CONFIG}"),
     "apps[].deployments[].user_config": exact(f"user_config {SERVE_CONFIG}"),
 }
 

@@ -22,8 +22,9 @@ from serve_apps.local import DeployError, deploy
 from serve_apps.publish_models import publish
 from tests.integration.single_app import free_port, single_app_config
 
-# A request timed out while a failed rollout was under way in 2 of 2 runs here (old replicas otherwise kept
-# serving); until that is understood this scenario runs in `nox -s reliability`, not in CI.
+# Run by `nox -s reliability`, not in CI, for CI's time budget (about a minute here). Until deployments rendered
+# max_surge_percent (spec default 100), Ray stopped the old replica before starting the new one, and a request
+# timed out during the failed rollout in every run.
 pytestmark = pytest.mark.reliability
 
 REPO_ROOT = Path(__file__).parents[2]
