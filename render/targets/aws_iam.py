@@ -20,7 +20,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationInfo
-from pydantic_core import PydanticCustomError
 
 from render.spec.clusters import Cluster
 from render.spec.rules import rule_error
@@ -30,6 +29,8 @@ if TYPE_CHECKING:
 
 API_VERSION = "iam.services.k8s.aws/v1alpha1"
 WAVE = -1
+# What the spec accepts as a role ARN (the ECS task and execution roles, the KubeRay service account's role).
+ROLE_ARN_PATTERN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$"
 _ROLE_ARN = re.compile(
     r"^arn:(?P<partition>aws[a-z-]*):iam::(?P<account>\d{12}):role(?P<path>/(?:[^/]+/)*)(?P<name>[^/]+)$"
 )
@@ -107,23 +108,22 @@ def split_role_arn(role_arn: str) -> tuple[str, str, str, str]:
     return match["partition"], match["account"], match["path"], match["name"]
 
 
-def role_account_error(role_arn: str, info: ValidationInfo, field: str) -> PydanticCustomError | None:
-    """The error when the role the target renders is in another account than its cluster (ACK creates the role in
-    the account it runs for, so the ARN the workloads are given would name a role that does not exist)."""
+def check_role_account(role_arn: str, info: ValidationInfo, field: str) -> None:
+    """Raise when the role the target renders is in another account than its cluster (ACK creates the role in the
+    account it runs for, so the ARN the workloads are given would name a role that does not exist)."""
     clusters = (info.context or {}).get("clusters")
     cluster = clusters.get(info.data.get("cluster")) if clusters else None
     if cluster is None or cluster.kind not in ("eks", "ecs") or cluster.account is None:
-        return None
+        return
     _, account, _, _ = split_role_arn(role_arn)
-    if account == cluster.account:
-        return None
-    return rule_error(
-        "role_in_cluster_account",
-        field=field,
-        got=role_arn,
-        rule=f"the toolkit renders this role in cluster {cluster.name}'s account {cluster.account}, not {account}",
-        hint=f"use arn:aws:iam::{cluster.account}:role/<name>",
-    )
+    if account != cluster.account:
+        raise rule_error(
+            "role_in_cluster_account",
+            field=field,
+            got=role_arn,
+            rule=f"the toolkit renders this role in cluster {cluster.name}'s account {cluster.account}, not {account}",
+            hint=f"use arn:aws:iam::{cluster.account}:role/<name>",
+        )
 
 
 def role_objects(

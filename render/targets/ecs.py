@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from render.plan import AppPlan, EnvPlan
     from render.spec.models import App, Spec
 
-IAM_ROLE_PATTERN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$"
 ELB_ARN = r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:"
 CONTAINER = "serve"
 # The ECS maximum: the longest a task may take (Ray start plus model load) before failed health checks count.
@@ -141,13 +140,16 @@ class EcsTargetConfig(TargetConfigBase):
     task_role_arn: Annotated[
         str,
         Field(
-            pattern=IAM_ROLE_PATTERN,
+            pattern=aws_iam.ROLE_ARN_PATTERN,
             description="Role the tasks assume; rendered (ACK IAM) with read on the model prefixes only.",
         ),
     ]
     execution_role_arn: Annotated[
         str,
-        Field(pattern=IAM_ROLE_PATTERN, description="Role ECS uses to pull the image, write logs and read secrets."),
+        Field(
+            pattern=aws_iam.ROLE_ARN_PATTERN,
+            description="Role ECS uses to pull the image, write logs and read secrets.",
+        ),
     ]
     subnets: Annotated[
         list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]],
@@ -171,9 +173,7 @@ class EcsTargetConfig(TargetConfigBase):
     @field_validator("task_role_arn")
     @classmethod
     def role_in_cluster_account(cls, value: str, info: ValidationInfo) -> str:
-        error = aws_iam.role_account_error(value, info, "")
-        if error is not None:
-            raise error
+        aws_iam.check_role_account(value, info, "")
         return value
 
     def spec_errors(self, spec: Spec) -> Iterator[PydanticCustomError]:

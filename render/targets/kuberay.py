@@ -29,7 +29,7 @@ class ServiceAccountConfig(StrictModel):
     iam_role_arn: Annotated[
         str,
         Field(
-            pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$",
+            pattern=aws_iam.ROLE_ARN_PATTERN,
             description="IAM role the pods assume (IRSA). On eks the toolkit renders it (ACK IAM): read on the"
             " model prefixes only, trusted by this service account alone.",
         ),
@@ -65,9 +65,7 @@ class KubeRayTargetConfig(TargetConfigBase):
     @field_validator("service_account")
     @classmethod
     def role_in_cluster_account(cls, value: ServiceAccountConfig, info: ValidationInfo) -> ServiceAccountConfig:
-        error = aws_iam.role_account_error(value.iam_role_arn, info, "iam_role_arn")
-        if error is not None:
-            raise error
+        aws_iam.check_role_account(value.iam_role_arn, info, "iam_role_arn")
         return value
 
 
