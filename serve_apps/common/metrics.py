@@ -4,6 +4,7 @@ Outside a Ray worker (unit tests, the build) `ray.util.metrics` records nowhere,
 Ray registers metrics by name, so there is one `ServingMetrics` per process, made on first use.
 """
 
+import collections
 import functools
 import threading
 from collections.abc import Iterable
@@ -51,11 +52,14 @@ class ServingMetrics:
         self._label_values: set[str] = set()
         self._lock = threading.Lock()
 
-    def prediction(self, app: str, labels: Iterable[str], latency_ms: float) -> None:
-        """Count one answered request: one count per predicted label, one latency observation."""
-        for label in labels:
-            self._predictions.inc(1, tags={"app": app, "label": self.label_tag(label)})
-        self._latency_ms.observe(latency_ms, tags={"app": app})
+    def predictions(self, app: str, labels: Iterable[Iterable[str]], latencies_ms: Iterable[float]) -> None:
+        """Count answered requests: one count per predicted label of each, one latency observation each."""
+        counts = collections.Counter(self.label_tag(label) for predicted in labels for label in predicted)
+        for label, count in counts.items():
+            self._predictions.inc(count, tags={"app": app, "label": label})
+        tags = {"app": app}
+        for latency_ms in latencies_ms:
+            self._latency_ms.observe(latency_ms, tags=tags)
 
     def log_buffer(self, app: str, rows: int) -> None:
         """Set the number of rows waiting for the database."""

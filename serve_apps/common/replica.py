@@ -7,7 +7,7 @@ SQLAlchemy come in when a replica starts.
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from fastapi import HTTPException, Request
 from pydantic import BaseModel, ValidationError
@@ -15,9 +15,6 @@ from ray import serve
 
 from serve_apps.common.artifact import ModelArtifact, fetch
 from serve_apps.common.schemas import Health, PredictionLogSettings, PredictionStats, UserConfig
-
-if TYPE_CHECKING:
-    pass
 
 # Ray Serve's proxy sets this header on every request (and returns it to the client).
 REQUEST_ID_HEADER = "x-request-id"
@@ -85,8 +82,8 @@ class ModelReplica:
         self.prediction_log.record(
             request_id=http_request.headers.get(REQUEST_ID_HEADER, ""),
             model_sha256=self.model_sha256,
-            request=request.model_dump(mode="json"),
-            response=response.model_dump(mode="json", by_alias=True),
+            request=request,
+            response=response,
             labels=labels,
             latency_ms=(time.perf_counter() - started) * 1000,
         )

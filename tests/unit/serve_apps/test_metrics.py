@@ -5,7 +5,7 @@ from serve_apps.common.metrics import MAX_LABEL_VALUES, OTHER_LABEL, ServingMetr
 
 def test_metrics_work_without_ray() -> None:
     metrics = ServingMetrics()
-    metrics.prediction("iris", ["setosa", "virginica"], latency_ms=1.5)
+    metrics.predictions("iris", [["setosa", "virginica"], ["setosa"]], latencies_ms=[1.5, 2.0])
     metrics.log_buffer("iris", 3)
     metrics.log_dropped("iris", 2)
     metrics.log_write_failed("iris")
