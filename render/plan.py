@@ -113,6 +113,7 @@ def plan_app(spec: Spec, app: App) -> AppPlan:
         "args": app_args(app),
         "deployments": [deployment_config(d) for d in app.deployments],
         "runtime_env": {"env_vars": {MAX_REQUEST_BODY_BYTES_ENV: str(spec.env.serve.max_request_body_bytes)}},
+        "logging_config": {"enable_access_log": spec.env.serve.access_log},
     }
     return AppPlan(app=app, serve_application=serve_application, secrets={**spec.env.secrets, **app.secrets})
 

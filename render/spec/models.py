@@ -96,6 +96,17 @@ class ServeOptions(StrictModel):
             ),
         ),
     ]
+    access_log: Annotated[
+        bool,
+        Field(
+            default=True,
+            description=(
+                "Ray Serve's access log: one line per request in each replica's log (method, route, status,"
+                " latency). Off saves its CPU on every request (about 5 % of throughput on a busy 2-core replica,"
+                " `nox -s bench`); the prediction log and the metrics still record every answered request."
+            ),
+        ),
+    ]
     throughput_optimized: Annotated[
         bool,
         Field(

@@ -146,6 +146,7 @@ COMMON_PARITY: Mapping[str, Honour] = {
     "env.serve.max_request_body_bytes": exact(
         f"MAX_REQUEST_BODY_BYTES in every application's runtime_env.env_vars {SERVE_CONFIG}; the apps answer 413"
     ),
+    "env.serve.access_log": exact(f"logging_config.enable_access_log of every application {SERVE_CONFIG}"),
     "apps[].name": exact(f"application name {SERVE_CONFIG}"),
     "apps[].import_path": exact(f"import_path {SERVE_CONFIG}"),
     "apps[].route_prefix": exact(f"route_prefix {SERVE_CONFIG}"),

@@ -244,3 +244,17 @@ def test_max_request_body_bytes_reaches_every_application_env(repo: Path) -> Non
     assert {a["name"]: a["runtime_env"] for a in config["applications"]} == {
         a["name"]: {"env_vars": {"MAX_REQUEST_BODY_BYTES": "4096"}} for a in config["applications"]
     }
+
+
+def test_access_log_is_on_unless_switched_off(repo: Path) -> None:
+    def logging_configs() -> list[dict[str, object]]:
+        service = yaml.safe_load(render_repo(repo, None).files["prod/ray.io.RayService-models.yaml"])
+        config = yaml.safe_load(service["spec"]["serveConfigV2"])
+        assert serve_config_problems(service["spec"]["serveConfigV2"]) == []
+        return [a["logging_config"] for a in config["applications"]]
+
+    default = logging_configs()
+    assert len(default) > 1
+    assert default == [{"enable_access_log": True}] * len(default)
+    edit(repo, "deployments/prod/env.yaml", lambda d: d["env"]["serve"].update(access_log=False))
+    assert logging_configs() == [{"enable_access_log": False}] * len(default)
