@@ -93,6 +93,8 @@ class ServeOptions(StrictModel):
             le=1024**3,
             description=(
                 "Largest HTTP request body an app accepts, in bytes; a larger one is answered 413 before it is read."
+                " It is in the environment of every Ray container, so changing it replaces the Ray cluster (on"
+                " KubeRay a zero-downtime upgrade) rather than redeploying the apps."
             ),
         ),
     ]

@@ -144,7 +144,7 @@ COMMON_PARITY: Mapping[str, Honour] = {
     "env.serve.request_timeout_s": exact(f"http_options.request_timeout_s {SERVE_CONFIG}"),
     "env.serve.keep_alive_timeout_s": exact(f"http_options.keep_alive_timeout_s {SERVE_CONFIG}"),
     "env.serve.max_request_body_bytes": exact(
-        f"MAX_REQUEST_BODY_BYTES in every application's runtime_env.env_vars {SERVE_CONFIG}; the apps answer 413"
+        "MAX_REQUEST_BODY_BYTES in the environment of every container that runs Ray; the apps answer 413"
     ),
     "env.serve.access_log": exact(f"logging_config.enable_access_log of every application {SERVE_CONFIG}"),
     "apps[].name": exact(f"application name {SERVE_CONFIG}"),

@@ -95,7 +95,8 @@ def _metadata(plan: EnvPlan, name: str, wave: int, **extra: Any) -> dict[str, An
 
 
 def _env(plan: EnvPlan) -> list[dict[str, Any]]:
-    # Head and workers alike: the Serve controller (head) and the replicas (workers) read Ray's Serve modes at start.
+    # Head and workers alike: the Serve controller (head) and the replicas (workers) read Ray's Serve modes at start,
+    # and a replica may run on either.
     return [{"name": var, "value": value} for var, value in sorted(plan.ray_env.items())] + [
         {"name": var, "valueFrom": {"secretKeyRef": {"name": secret_object_name(var), "key": "value"}}}
         for var in plan.secrets

@@ -174,7 +174,7 @@ THROUGHPUT_PARITY = (
 
 
 def container_env(plan: EnvPlan, app_plan: AppPlan) -> list[dict[str, str]]:
-    """The container's plain environment: the Serve config, then Ray's Serve mode variables (read at Ray start)."""
+    """The container's plain environment: the Serve config, then the environment's Ray variables (EnvPlan.ray_env)."""
     return [{"name": SERVE_CONFIG_ENV, "value": serve_config_text(plan, app_plan)}] + [
         {"name": var, "value": value} for var, value in sorted(plan.ray_env.items())
     ]

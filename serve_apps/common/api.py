@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# Set per application by render (env.serve.max_request_body_bytes, render/plan.py); the default is the spec's.
+# Set by render in every Ray container (env.serve.max_request_body_bytes, render/plan.py); the default is the spec's.
 MAX_REQUEST_BODY_BYTES_ENV = "MAX_REQUEST_BODY_BYTES"
 DEFAULT_MAX_REQUEST_BODY_BYTES = 1024**2
 
@@ -31,7 +31,7 @@ class BodySizeLimit:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        # Read when the middleware stack is built, i.e. in the replica, whose runtime_env carries the variable.
+        # Read when the middleware stack is built, i.e. in the replica, which inherits its container's environment.
         self.limit = int(os.environ.get(MAX_REQUEST_BODY_BYTES_ENV, DEFAULT_MAX_REQUEST_BODY_BYTES))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -109,7 +110,8 @@ def test_rayservice_shape() -> None:
         "tolerations"
     ]
     assert container["env"] == [
-        {"name": "PREDICTION_DB_URL", "valueFrom": {"secretKeyRef": {"name": "prediction-db-url", "key": "value"}}}
+        {"name": "MAX_REQUEST_BODY_BYTES", "value": str(1024**2)},
+        {"name": "PREDICTION_DB_URL", "valueFrom": {"secretKeyRef": {"name": "prediction-db-url", "key": "value"}}},
     ]
 
 
@@ -213,37 +215,41 @@ THROUGHPUT_ENV = [
 ]
 
 
+def _ray_containers(service: dict[str, Any]) -> list[dict[str, Any]]:
+    cluster = service["spec"]["rayClusterConfig"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    return [group["template"]["spec"]["containers"][0] for group in groups]
+
+
 def test_throughput_mode_is_off_unless_stated() -> None:
     service = yaml.safe_load(render_fixture()["dev/ray.io.RayService-serving.yaml"])
-    cluster = service["spec"]["rayClusterConfig"]
-    containers = [cluster["headGroupSpec"]["template"]["spec"]["containers"][0]] + [
-        g["template"]["spec"]["containers"][0] for g in cluster["workerGroupSpecs"]
-    ]
+    containers = _ray_containers(service)
     assert all(not any(e["name"].startswith("RAY_SERVE_") for e in c.get("env", [])) for c in containers)
 
 
 def test_throughput_mode_sets_ray_serve_variables_on_head_and_workers(repo: Path) -> None:
     edit(repo, "deployments/prod/env.yaml", lambda d: d["env"]["serve"].update(throughput_optimized=True))
     service = yaml.safe_load(render_repo(repo, crd_dir=None).files["prod/ray.io.RayService-models.yaml"])
-    cluster = service["spec"]["rayClusterConfig"]
-    head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
-    workers = [g["template"]["spec"]["containers"][0] for g in cluster["workerGroupSpecs"]]
+    head, *workers = _ray_containers(service)
     for container in [head, *workers]:
-        # Plain variables first, then the secrets, as before.
-        assert container["env"][:2] == THROUGHPUT_ENV
-        assert container["env"][2]["name"] == "PREDICTION_DB_URL"
+        # Plain variables first (the body limit, then Ray's), then the secrets.
+        assert container["env"][1:3] == THROUGHPUT_ENV
+        assert container["env"][3]["name"] == "PREDICTION_DB_URL"
     # HAProxy takes over port 8000 of every pod: the serve Service KubeRay makes from the head's port is unchanged.
     assert {"containerPort": 8000, "name": "serve"} in head["ports"]
     assert serve_config_problems(service["spec"]["serveConfigV2"]) == []
 
 
-def test_max_request_body_bytes_reaches_every_application_env(repo: Path) -> None:
+def test_max_request_body_bytes_reaches_every_ray_container(repo: Path) -> None:
     edit(repo, "deployments/prod/env.yaml", lambda d: d["env"]["serve"].update(max_request_body_bytes=4096))
     service = yaml.safe_load(render_repo(repo, None).files["prod/ray.io.RayService-models.yaml"])
+    containers = _ray_containers(service)
+    assert len(containers) > 1
+    for container in containers:
+        assert {"name": "MAX_REQUEST_BODY_BYTES", "value": "4096"} in container["env"]
+    # Not per application: a runtime_env would give each application worker processes of its own (slower starts).
     config = yaml.safe_load(service["spec"]["serveConfigV2"])
-    assert {a["name"]: a["runtime_env"] for a in config["applications"]} == {
-        a["name"]: {"env_vars": {"MAX_REQUEST_BODY_BYTES": "4096"}} for a in config["applications"]
-    }
+    assert all("runtime_env" not in a for a in config["applications"])
 
 
 def test_access_log_is_on_unless_switched_off(repo: Path) -> None:
