@@ -351,9 +351,8 @@ class PredictionLog:
                     continue
                 taken = [self._buffer.popleft() for _ in range(min(len(self._buffer), self._settings.batch_rows))]
                 self._in_flight = len(taken)
-            fresh = [entry for entry in taken if isinstance(entry, Answered)]
-            self._count_predictions(fresh)
-            batch = [prediction_row(self.app, entry) if isinstance(entry, Answered) else entry for entry in taken]
+            self._count_predictions([entry for entry in taken if isinstance(entry, Answered)])
+            batch = self._rows(taken)
             written = self._write(batch)
             with self._cond:
                 if written:
@@ -368,6 +367,21 @@ class PredictionLog:
                     self._retrying = True
                 self._metrics.log_buffer(self.app, len(self._buffer))
                 self._cond.notify_all()
+
+    def _rows(self, taken: list[Answered | PredictionRow]) -> list[PredictionRow]:
+        rows = []
+        for entry in taken:
+            if isinstance(entry, PredictionRow):
+                rows.append(entry)
+                continue
+            try:
+                rows.append(prediction_row(self.app, entry))
+            except (TypeError, ValueError) as error:  # not JSON (NaN, an object): this row only, never the writer
+                logger.error("prediction log of %s: request %s cannot be logged: %s", self.app, entry.request_id, error)
+                with self._cond:
+                    self._in_flight -= 1
+                    self._count_dropped(1)
+        return rows
 
     def _write(self, batch: list[PredictionRow]) -> bool:
         try:

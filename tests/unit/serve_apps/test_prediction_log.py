@@ -204,6 +204,25 @@ def test_stats_raises_while_database_unreachable(app: str) -> None:
     log.close(timeout_s=1)
 
 
+def test_a_request_that_is_not_json_costs_its_row_only(db_url: str, app: str) -> None:
+    log = PredictionLog(db_url, app, FAST)
+    record(log, "req-1")
+    log.record(
+        request_id="req-nan",
+        model_sha256=SHA,
+        request={"instances": [[float("nan"), 3.5, 1.4, 0.2]]},
+        response={"predictions": []},
+        labels=[],
+        latency_ms=1.0,
+    )
+    record(log, "req-2")
+    assert log.flush(timeout_s=10)
+    assert log.writer_alive
+    assert (log.buffered_rows, log.dropped_rows) == (0, 1)
+    log.close(timeout_s=5)
+    assert logged_request_ids(db_url, app) == ["req-1", "req-2"]
+
+
 def test_close_writes_what_is_buffered(db_url: str, app: str) -> None:
     log = PredictionLog(db_url, app, PredictionLogSettings(flush_interval_s=10))
     record(log, "req-1")
