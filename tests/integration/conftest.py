@@ -162,26 +162,32 @@ def ray_cluster() -> Iterator[Any]:
     started in the repository root; yields ray.init's context and shuts Ray down at the end.
 
     Replicas inherit the directory Ray starts in (relative ``file://`` model URIs resolve against it) and this
-    process's environment at that moment, plus RAY_ENV: give per-test settings (database URL, AWS endpoint) to the
-    Serve application's ``runtime_env.env_vars``. Serve is not started here: a config deploy replaces every
-    application, so each test module starts Serve itself and ends with ``serve.shutdown()``, leaving Ray up.
+    process's environment at that moment, plus RAY_ENV and the dev environment's Ray variables (EnvPlan.ray_env, as
+    its containers carry them; they stay set while Ray runs, where the load test checks them): give per-test
+    settings (database URL, AWS endpoint) to the Serve application's ``runtime_env.env_vars``. Serve is not started
+    here: a config deploy replaces every application, so each test module starts Serve itself and ends with
+    ``serve.shutdown()``, leaving Ray up.
     """
     import ray
 
     from loadtests.run import RAY_SYSTEM_CONFIG
+    from serve_apps.local import env_plan
 
-    with contextlib.chdir(REPO_ROOT), pytest.MonkeyPatch.context() as patch:
-        for name, value in RAY_ENV.items():
-            patch.setenv(name, value)
-        context = ray.init(
-            address="local",  # a new Ray, even when `ray start` left one running on this machine
-            num_cpus=RAY_NUM_CPUS,
-            include_dashboard=False,
-            object_store_memory=RAY_OBJECT_STORE_BYTES,
-            log_to_driver=False,
-            _system_config=RAY_SYSTEM_CONFIG,
-        )
-    try:
-        yield context
-    finally:
-        ray.shutdown()
+    with pytest.MonkeyPatch.context() as session_env:
+        for name, value in env_plan(REPO_ROOT, "dev").ray_env.items():
+            session_env.setenv(name, value)
+        with contextlib.chdir(REPO_ROOT), pytest.MonkeyPatch.context() as patch:
+            for name, value in RAY_ENV.items():
+                patch.setenv(name, value)
+            context = ray.init(
+                address="local",  # a new Ray, even when `ray start` left one running on this machine
+                num_cpus=RAY_NUM_CPUS,
+                include_dashboard=False,
+                object_store_memory=RAY_OBJECT_STORE_BYTES,
+                log_to_driver=False,
+                _system_config=RAY_SYSTEM_CONFIG,
+            )
+        try:
+            yield context
+        finally:
+            ray.shutdown()
