@@ -355,6 +355,7 @@ class PredictionLog:
             batch = self._rows(taken)
             written = self._write(batch)
             with self._cond:
+                self._count_dropped(len(taken) - len(batch))  # the rows _rows() could not make
                 if written:
                     self._in_flight = 0
                     self._retrying = False
@@ -378,9 +379,6 @@ class PredictionLog:
                 rows.append(prediction_row(self.app, entry))
             except (TypeError, ValueError) as error:  # not JSON (NaN, an object): this row only, never the writer
                 logger.error("prediction log of %s: request %s cannot be logged: %s", self.app, entry.request_id, error)
-                with self._cond:
-                    self._in_flight -= 1
-                    self._count_dropped(1)
         return rows
 
     def _write(self, batch: list[PredictionRow]) -> bool:
