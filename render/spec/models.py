@@ -104,7 +104,7 @@ class ServeOptions(StrictModel):
             default=True,
             description=(
                 "Ray Serve's access log: one line per request in each replica's log (method, route, status,"
-                " latency). Off saves its CPU on every request (about 5 % of throughput on a busy 2-core replica,"
+                " latency). Off saves its CPU on every request (5-10 % of throughput on a busy 2-core replica,"
                 " `nox -s bench`); the prediction log and the metrics still record every answered request."
             ),
         ),
