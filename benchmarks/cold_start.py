@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from serve_apps.common.artifact import ModelArtifact
-from serve_apps.local import deploy
+from serve_apps.local import deploy, submit
 
 BUCKET = "bench-models"
 REGION = "us-east-1"
@@ -135,16 +135,17 @@ def measure(
         deployed = pool.submit(deploy, {**config, "applications": [*config["applications"], copy]}, port, timeout_s)
         answered = first_answer(url, body, timeout_s)
         running = deployed.result().seconds_to_running[copy["name"]]
-        before = _running_replicas(copy["name"])
-        shutil.rmtree(cache / "sha256", ignore_errors=True)
-        scaled = {**config, "applications": [*config["applications"], _one_more_replica(copy)]}
-        scale_started = time.monotonic()
-        pool.submit(deploy, scaled, port, timeout_s)
-        while _running_replicas(copy["name"]) <= before:
-            if time.monotonic() - scale_started > timeout_s:
-                raise TimeoutError(f"{copy['name']}: no new replica RUNNING within {timeout_s:.0f} s")
-            time.sleep(POLL_S)
-        scaled_up = time.monotonic() - scale_started
+    before = _running_replicas(copy["name"])
+    shutil.rmtree(cache / "sha256", ignore_errors=True)
+    scaled = {**config, "applications": [*config["applications"], _one_more_replica(copy)]}
+    scale_started = time.monotonic()
+    # Submitted and polled from this thread only (serve_apps.local.submit says why).
+    submit(scaled, port)
+    while _running_replicas(copy["name"]) <= before:
+        if time.monotonic() - scale_started > timeout_s:
+            raise TimeoutError(f"{copy['name']}: no new replica RUNNING within {timeout_s:.0f} s")
+        time.sleep(POLL_S)
+    scaled_up = time.monotonic() - scale_started
     deploy(config, port, timeout_s)  # the copy goes away again; its replicas drain in the background
     return ColdStart(
         app=copy["name"], to_running_s=running, to_first_answer_s=answered - started, scale_up_to_running_s=scaled_up

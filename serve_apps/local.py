@@ -73,6 +73,18 @@ def logical_cpus(config: dict[str, Any]) -> int:
 
 def deploy(config: dict[str, Any], port: int, timeout_s: float = 300) -> LocalServe:
     """Deploy a Serve config on the connected Ray and wait until every app runs; raise DeployError if one fails."""
+    started = time.monotonic()
+    seconds = wait_running(submit(config, port), started, timeout_s)
+    return LocalServe(url=f"http://{LOCAL_HOST}:{port}", seconds_to_running=seconds)
+
+
+def submit(config: dict[str, Any], port: int) -> list[str]:
+    """Send a Serve config to the connected Ray without waiting for it; the names of its applications.
+
+    Not from two threads at once, nor beside serve.status() in another thread: both build Ray's AutoscalingConfig,
+    whose policy serialisation registers and unregisters its module in a process-wide set (Ray 2.60), and two at
+    once raise "not registered for pickle by value".
+    """
     import ray
     from ray import serve
     from ray.serve import context as serve_context
@@ -89,10 +101,8 @@ def deploy(config: dict[str, Any], port: int, timeout_s: float = 300) -> LocalSe
         {**config, "http_options": {**config.get("http_options", {}), "host": LOCAL_HOST, "port": port}}
     )
     client = serve_api.serve_start(http_options=schema.http_options.model_dump(), proxy_location=schema.proxy_location)
-    started = time.monotonic()
     client.deploy_apps(schema, _blocking=False)
-    seconds = wait_running([a.name for a in schema.applications], started, timeout_s)
-    return LocalServe(url=f"http://{LOCAL_HOST}:{port}", seconds_to_running=seconds)
+    return [application.name for application in schema.applications]
 
 
 def wait_running(names: list[str], started: float, timeout_s: float) -> dict[str, float]:
