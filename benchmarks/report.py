@@ -14,7 +14,8 @@ GOAL_SERVED_P95_MS = 50.0
 GOAL_SERVED_OVER_RAW = 0.6
 GOAL_COLD_START_S = 3.0
 GOAL_RENDER_S = 5.0
-SYSTEMS = ("naive", "served")
+# served_trivial_model: the served app with a near-free encoder (benchmarks/trivial_model.py), serving's own cost.
+SYSTEMS = ("naive", "served", "served_trivial_model")
 HISTORY = "history.csv"
 
 
@@ -44,7 +45,7 @@ def summarize(document: dict[str, Any]) -> dict[str, Any]:
             "rps_min": min((w["load"]["rps"] for w in windows), default=float("nan")),
             "rps_max": max((w["load"]["rps"] for w in windows), default=float("nan")),
         }
-    served, naive = http["served"], http["naive"]
+    served, naive, trivial = http["served"], http["naive"], http["served_trivial_model"]
     served_over_naive = served["rps"] / naive["rps"]
     served_over_raw = served["rps"] / raw_best["int8_batch32"]
     cold = max((c["to_first_answer_s"] for c in document["cold_start"]), default=float("nan"))
@@ -63,11 +64,18 @@ def summarize(document: dict[str, Any]) -> dict[str, Any]:
         "http": http,
         "served_over_naive": served_over_naive,
         "served_over_raw_int8_batch32": served_over_raw,
+        # CPU per answered request, server and load generator together: what the two cores are divided into.
+        "served_core_ms_per_request": _core_ms_per_request(served),
+        "serving_core_ms_per_request": _core_ms_per_request(trivial),
         "cold_start_s": cold,
         "scale_up_s": scale_up,
         "render_500_apps_s": render,
         "goals": goals,
     }
+
+
+def _core_ms_per_request(row: dict[str, float]) -> float:
+    return (row["server_cores"] + row["client_cores"]) * 1000 / row["rps"]
 
 
 def table(document: dict[str, Any], summary: dict[str, Any]) -> str:
@@ -95,12 +103,17 @@ def table(document: dict[str, Any], summary: dict[str, Any]) -> str:
             f"{best['cpu_cores']:>12.2f}{'':>12}{'':>12}"
         )
     lines.append(
-        "(naive, served: median of the repetitions; raw: the best repetition, sentences/s in-process, p50 = ms per"
+        "(HTTP systems: median of the repetitions; raw: the best repetition, sentences/s in-process, p50 = ms per"
         " batch; CPU in cores averaged over the window; others = cores used outside this benchmark, the worst window)"
     )
     lines.append(
         f"served / naive = {summary['served_over_naive']:.2f}x; served / raw int8 batch 32 ="
         f" {summary['served_over_raw_int8_batch32']:.0%}"
+    )
+    lines.append(
+        f"CPU per request (server + client): served {summary['served_core_ms_per_request']:.2f} core-ms, of which"
+        f" serving alone (served_trivial_model: same app, same load, near-free encoder)"
+        f" {summary['serving_core_ms_per_request']:.2f}"
     )
     colds = ", ".join(f"{c['to_first_answer_s']:.2f} s" for c in document["cold_start"])
     scale_ups = ", ".join(f"{c['scale_up_to_running_s']:.2f} s" for c in document["cold_start"])
@@ -121,13 +134,13 @@ def plot(summary: dict[str, Any], path: Path, title: str) -> None:
     names = [*SYSTEMS, *(f"raw {n.replace('_batch', ' b')}" for n in summary["raw_sentences_per_s"])]
     rates = [summary["http"][s]["rps"] for s in SYSTEMS] + list(summary["raw_sentences_per_s"].values())
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    colours = ["tab:gray", "tab:blue"] + ["tab:olive"] * len(summary["raw_sentences_per_s"])
+    colours = ["tab:gray", "tab:blue", "tab:cyan"] + ["tab:olive"] * len(summary["raw_sentences_per_s"])
     left.bar(names, rates, color=colours)
     left.set_ylabel("requests (raw: sentences) per second")
     left.set_title("throughput")
-    left.tick_params(axis="x", rotation=30)
+    plt.setp(left.get_xticklabels(), rotation=30, ha="right")
     p95 = [summary["http"][s]["p95_ms"] for s in SYSTEMS]
-    right.bar(list(SYSTEMS), p95, color=colours[:2])
+    right.bar(list(SYSTEMS), p95, color=colours[: len(SYSTEMS)])
     right.axhline(GOAL_SERVED_P95_MS, color="tab:red", linestyle="--", label=f"goal {GOAL_SERVED_P95_MS:g} ms")
     right.set_ylabel("ms")
     right.set_yscale("log")
@@ -156,6 +169,9 @@ def write(document: dict[str, Any], summary: dict[str, Any], out: Path) -> list[
         "naive_rps": f"{summary['http']['naive']['rps']:.1f}",
         "served_rps": f"{summary['http']['served']['rps']:.1f}",
         "served_p95_ms": f"{summary['http']['served']['p95_ms']:.1f}",
+        "served_trivial_model_rps": f"{summary['http']['served_trivial_model']['rps']:.1f}",
+        "served_core_ms_per_request": f"{summary['served_core_ms_per_request']:.2f}",
+        "serving_core_ms_per_request": f"{summary['serving_core_ms_per_request']:.2f}",
         "raw_int8_batch32_sps": f"{summary['raw_sentences_per_s']['int8_batch32']:.1f}",
         "served_over_naive": f"{summary['served_over_naive']:.2f}",
         "served_over_raw": f"{summary['served_over_raw_int8_batch32']:.3f}",

@@ -8,7 +8,8 @@ On this machine, in one run:
 2. per repetition: the raw model in-process (int8 and fp32, batch 1 and 32), then the naive baseline
    (benchmarks/naive_zero_shot.py under uvicorn, pinned to the cores Ray runs on) and the toolkit (the zero-shot
    application of <env>'s Serve config on a local Ray started with the variables <env> renders, EnvPlan.ray_env),
-   in alternating order, each under the same closed-loop load (benchmarks/loadgen.py, a process of its own);
+   in alternating order, each under the same closed-loop load (benchmarks/loadgen.py, a process of its own),
+   and the same application serving a trivial encoder (benchmarks/trivial_model.py), what serving costs alone;
 3. replica cold start: a copy of the app with its model on S3 (LocalStack), from deploy to first answer.
 Each measurement waits for a quiet machine first and records the CPU others used meanwhile. Then the table and
 ratios on stdout, reports/bench/<timestamp>.json and .png, and a line in reports/bench/history.csv.
@@ -37,7 +38,7 @@ from typing import Any
 
 import psutil
 
-from benchmarks import cold_start, gpu, raw, render_scale, report
+from benchmarks import cold_start, gpu, raw, render_scale, report, trivial_model
 from benchmarks.loadgen import LoadResult
 from benchmarks.machine import CpuWindow, load_average, say, tree, wait_for_quiet
 from benchmarks.workload import request_bodies
@@ -47,6 +48,7 @@ from serve_apps.common.manifest import read_manifest
 from serve_apps.local import LOCAL_HOST, DeployError, apply_ray_env, deploy, env_plan, logical_cpus
 
 APP = "zero-shot"
+TRIVIAL_APP = f"{APP}-trivial-model"  # the same app serving benchmarks/trivial_model.py: the serving path's own cost
 RENDER_APPS = 500
 READY_TIMEOUT_S = 300
 OBJECT_STORE_BYTES = 200 * 1024**2  # Serve passes small objects only
@@ -125,8 +127,8 @@ def served_app(root: Path, env: str, extra_replicas: int) -> Iterator[tuple[str,
     """Ray with the env's Ray variables and explicit logical CPUs, Serve with the env's zero-shot application.
 
     Yields the app's predict URL, the Serve config deployed and the HTTP port. The logical CPUs leave room for
-    `extra_replicas` more replicas of each deployment, the cold starts': a removed copy holds its CPUs while its
-    replicas drain (30 s in throughput mode), and logical CPUs are bookkeeping, not cores.
+    `extra_replicas` more replicas of each deployment (the trivial model's and the cold starts'): a removed copy
+    holds its CPUs while its replicas drain (30 s in throughput mode), and logical CPUs are bookkeeping, not cores.
     """
     import ray
     from ray import serve
@@ -260,12 +262,22 @@ def run(root: Path, options: Options) -> dict[str, Any]:
         bodies_file = scratch / "bodies.json"
         bodies_file.write_text(json.dumps(request_bodies()))
         naive_url, naive_pid = stack.enter_context(naive_server(cores))
-        # Each cold start deploys a copy of the app and then scales it up by one replica.
-        url, config, port = stack.enter_context(served_app(root, options.env, extra_replicas=2 * options.cold_starts))
+        # One more replica serves the trivial model; each cold start deploys a copy and scales it up by one.
+        served = served_app(root, options.env, extra_replicas=1 + 2 * options.cold_starts)
+        url, config, port = stack.enter_context(served)
+        trivial = cold_start.cold_copy(
+            config["applications"][0],
+            TRIVIAL_APP,
+            trivial_model.build(root / "models" / int8.path, scratch / "trivial-encoder.onnx"),
+        )
+        config = {**config, "applications": [*config["applications"], trivial]}
+        deploy(config, port, READY_TIMEOUT_S)
+        trivial_url = f"http://{LOCAL_HOST}:{port}{trivial['route_prefix']}/predict"
         say(f"naive on {naive_url} (pid {naive_pid}); served replica pid(s) {replica_pids()}")
         systems: dict[str, tuple[str, Callable[[], list[psutil.Process]]]] = {
             "naive": (naive_url, lambda: tree(naive_pid)),
             "served": (url, ray_processes),
+            "served_trivial_model": (trivial_url, ray_processes),
         }
         for repetition in range(1, options.repetitions + 1):
             say(f"repetition {repetition} of {options.repetitions}")
