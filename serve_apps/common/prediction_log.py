@@ -251,7 +251,7 @@ class PredictionLog:
             overflow = len(self._buffer) - self._settings.buffer_rows
             dropped = [self._buffer.popleft() for _ in range(max(0, overflow))]
             if dropped:
-                self._count_predictions([entry for entry in dropped if isinstance(entry, Answered)])
+                self._count_predictions(dropped)
                 self._count_dropped(len(dropped))
             if len(self._buffer) >= self._settings.batch_rows:
                 self._cond.notify_all()
@@ -322,7 +322,9 @@ class PredictionLog:
             dropped_rows=self.dropped_rows,
         )
 
-    def _count_predictions(self, answered: Sequence[Answered]) -> None:
+    def _count_predictions(self, entries: Sequence[Answered | PredictionRow]) -> None:
+        # A PredictionRow is a requeued row of a failed batch: it was counted when the writer first took it.
+        answered = [entry for entry in entries if isinstance(entry, Answered)]
         if answered:
             self._metrics.predictions(self.app, [a.labels for a in answered], [a.latency_ms for a in answered])
 
@@ -360,7 +362,7 @@ class PredictionLog:
                     continue
                 taken = [self._buffer.popleft() for _ in range(min(len(self._buffer), self._settings.batch_rows))]
                 self._in_flight = len(taken)
-            self._count_predictions([entry for entry in taken if isinstance(entry, Answered)])
+            self._count_predictions(taken)
             batch = self._rows(taken)
             written = self._write(batch)
             with self._cond:
