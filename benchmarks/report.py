@@ -78,12 +78,18 @@ def _core_ms_per_request(row: dict[str, float]) -> float:
     return (row["server_cores"] + row["client_cores"]) * 1000 / row["rps"]
 
 
+def load_generators(document: dict[str, Any]) -> str:
+    """The load generator(s) of the run's windows, e.g. `wrk 4.1.0`."""
+    return ", ".join(sorted({w["load"]["generator"] for w in document["http"]}))
+
+
 def table(document: dict[str, Any], summary: dict[str, Any]) -> str:
     """The table, the ratios and the goals, as printed at the end of a run."""
     reps = document["options"]["repetitions"]
     lines = [
-        f"zero-shot, {document['options']['clients']} closed-loop clients, median of {reps} repetitions of"
-        f" {document['options']['duration_s']:g} s; {document['env']} env; commit {document['commit']}",
+        f"zero-shot, {document['options']['clients']} closed-loop clients ({load_generators(document)}), median of"
+        f" {reps} repetitions of {document['options']['duration_s']:g} s; {document['env']} env;"
+        f" commit {document['commit']}",
         f"{'system':<22}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'server CPU':>12}{'client CPU':>12}"
         f"{'others CPU':>12}",
     ]
@@ -166,6 +172,7 @@ def write(document: dict[str, Any], summary: dict[str, Any], out: Path) -> list[
         "timestamp": document["timestamp"],
         "commit": document["commit"],
         "env": document["env"],
+        "load_generator": load_generators(document),
         "naive_rps": f"{summary['http']['naive']['rps']:.1f}",
         "served_rps": f"{summary['http']['served']['rps']:.1f}",
         "served_p95_ms": f"{summary['http']['served']['p95_ms']:.1f}",

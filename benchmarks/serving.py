@@ -1,7 +1,8 @@
 """`nox -s bench`: the served zero-shot app beside a naive FastAPI service and the raw model, in one run.
 
 Usage: python -m benchmarks.serving [--env bench] [--clients 16] [--warmup-s 5] [--duration-s 20]
-       [--repetitions 2] [--raw-s 5] [--cold-starts 2] [--out reports/bench] [--gpu]
+       [--repetitions 2] [--raw-s 5] [--cold-starts 2] [--load-generator auto|wrk|aiohttp] [--out reports/bench]
+       [--gpu]
 
 On this machine, in one run:
 1. render time of 500 generated apps (benchmarks.render_scale);
@@ -38,8 +39,7 @@ from typing import Any
 
 import psutil
 
-from benchmarks import cold_start, gpu, raw, render_scale, report, trivial_model
-from benchmarks.loadgen import LoadResult
+from benchmarks import cold_start, gpu, loadgen, raw, render_scale, report, trivial_model
 from benchmarks.machine import CpuWindow, load_average, say, tree, wait_for_quiet
 from benchmarks.workload import request_bodies
 from render.validate.crd import crd_dir_from_env
@@ -69,6 +69,7 @@ class Options:
     cold_starts: int
     max_foreign_cores: float
     quiet_timeout_s: float
+    load_generator: str
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class HttpWindow:
 
     system: str
     repetition: int
-    load: LoadResult
+    load: loadgen.LoadResult
     server_cores: float
     client_cores: float
     foreign_cores: float
@@ -183,7 +184,7 @@ def measure_http(
     say(f"{system}: {options.clients} clients, {options.warmup_s:g} s warm-up, {options.duration_s:g} s measured")
     command = [sys.executable, "-m", "benchmarks.loadgen", "--url", url, "--bodies", str(bodies_file)]
     command += ["--clients", str(options.clients), "--warmup-s", str(options.warmup_s)]
-    command += ["--duration-s", str(options.duration_s)]
+    command += ["--duration-s", str(options.duration_s), "--generator", options.load_generator]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     window = CpuWindow(measured)
     cpu = None
@@ -197,7 +198,7 @@ def measure_http(
     out, err = process.communicate()
     if process.returncode != 0 or cpu is None:
         raise RuntimeError(f"load generator failed ({process.returncode}): {err[-2000:]}")
-    load = LoadResult(**json.loads(out))
+    load = loadgen.LoadResult(**json.loads(out))
     result = HttpWindow(
         system=system,
         repetition=repetition,
@@ -247,6 +248,8 @@ def run(root: Path, options: Options) -> dict[str, Any]:
     """Every measurement of one run, as the JSON document the report is made from."""
     cores = sorted(os.sched_getaffinity(0))
     say(f"bench of {options.env} on {len(cores)} cores ({cores}); load average {load_average()}")
+    wrk = loadgen.wrk_path(options.load_generator)
+    say(f"load generator: {wrk or 'aiohttp (wrk is not on PATH; with it the servers get ~0.1 cores more)'}")
     render = render_scale.measure(RENDER_APPS, crd_dir_from_env(None))
     say(f"render of {RENDER_APPS} apps: {render['total']:.2f} s")
     int8 = read_manifest(root / "models")[RAW_VARIANTS["int8"]]
@@ -341,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-starts", type=int, default=2)
     parser.add_argument("--max-foreign-cores", type=float, default=0.3, help="wait while others use more than this")
     parser.add_argument("--quiet-timeout-s", type=float, default=120, help="longest wait for a quiet machine")
+    parser.add_argument("--load-generator", choices=loadgen.GENERATORS, default="auto", help="auto: wrk if on PATH")
     parser.add_argument("--out", type=Path, default=Path("reports/bench"))
     parser.add_argument("--gpu", action="store_true", help="compare 4 x 0.25 GPU replicas with 1 x 1.0 instead")
     args = parser.parse_args(argv)
@@ -359,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         cold_starts=args.cold_starts,
         max_foreign_cores=args.max_foreign_cores,
         quiet_timeout_s=args.quiet_timeout_s,
+        load_generator=args.load_generator,
     )
     if options.duration_s < 20 or options.repetitions < 2:
         say("note: fewer than 2 repetitions or a window under 20 s is a smoke run, not the benchmark")
