@@ -18,16 +18,16 @@ def build(target: Path) -> None:
     from sklearn.linear_model import LogisticRegression
 
     iris = load_iris()
-    features = iris.data.astype(np.float32)
-    # lbfgs is deterministic; random_state pins it should the solver ever change.
-    classifier = LogisticRegression(max_iter=1000, random_state=0).fit(features, iris.target)
-    # lbfgs's last bits follow the CPU's BLAS kernels: a build on another machine differed from the sha256 the
-    # spec commits. Rounded weights are the same everywhere (and predict the same).
+    # Newton-Cholesky converges to the optimum itself (to ~1e-12 whatever BLAS kernels the CPU selects); lbfgs on
+    # float32 stopped early at weights that differed in the third decimal between OpenBLAS's kernel types, so a
+    # clean clone on another CPU built bytes other than the sha256 the spec commits. Rounded to 4 decimals (the
+    # nearest rounding boundary is 5.8e-7 away from any weight), the weights are the same on every machine.
+    classifier = LogisticRegression(solver="newton-cholesky", tol=1e-12, max_iter=1000).fit(iris.data, iris.target)
     classifier.coef_ = np.round(classifier.coef_, 4)
     classifier.intercept_ = np.round(classifier.intercept_, 4)
     model = to_onnx(
         classifier,
-        initial_types=[(INPUT_NAME, FloatTensorType([None, features.shape[1]]))],
+        initial_types=[(INPUT_NAME, FloatTensorType([None, iris.data.shape[1]]))],
         # Without zipmap the probabilities are a float tensor rather than a list of maps.
         options={id(classifier): {"zipmap": False}},
         target_opset=OPSET,

@@ -1,5 +1,8 @@
 """The model build: byte-deterministic artifacts, manifest and URIs; publishing to S3 (moto server)."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,3 +67,16 @@ def test_publish_refuses_a_file_changed_since_the_build(small_models: Path, s3_b
     (small_models / "doubleit" / "doubleit.pt").write_bytes(b"edited by hand")
     with pytest.raises(ArtifactError, match=r"does not match the manifest's .* Hint: run `python -m serve_apps\.build"):
         publish(small_models, s3_bucket, "v1")
+
+
+@pytest.mark.parametrize("coretype", ["Haswell", "Prescott"])
+def test_iris_bytes_do_not_depend_on_the_cpus_blas_kernels(
+    built_models: dict[str, Path], tmp_path: Path, coretype: str
+) -> None:
+    # OpenBLAS picks its kernels by CPU; forcing another kind stands in for a build on another machine, which once
+    # trained different weights and so an artifact the spec's sha256 did not name.
+    target = tmp_path / "iris.onnx"
+    code = f"from pathlib import Path; from serve_apps.iris.build import build; build(Path({str(target)!r}))"
+    env = {**os.environ, "OPENBLAS_CORETYPE": coretype}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+    assert sha256_of(target) == sha256_of(built_models["iris"])
