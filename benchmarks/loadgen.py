@@ -2,8 +2,8 @@
 
 Run as its own process so that its CPU is measured apart from the server's:
 `python -m benchmarks.loadgen --url URL --bodies FILE --clients 16 --warmup-s 5 --duration-s 20` prints one JSON
-object: requests answered in the measured window, errors, req/s, latency percentiles, this process's CPU seconds
-and the generator that ran. It writes `window-start` and `window-end` lines on stderr as the measured window opens
+object: requests answered in the measured window, errors, req/s, latency percentiles, the generator's CPU
+seconds and which generator ran. It writes `window-start` and `window-end` lines on stderr as the measured window opens
 and closes, so that the caller can measure the server's CPU over the same window. FILE is a JSON list of request
 bodies, sent in turn.
 
