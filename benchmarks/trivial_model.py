@@ -8,14 +8,13 @@ a second app beside the real one: its throughput and CPU per request are the ser
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from serve_apps.common.artifact import ModelArtifact
+from serve_apps.common.artifact import ModelArtifact, sha256_of
 from serve_apps.zero_shot.model import TOKENIZER_METADATA_KEY
 
 DIM = 8
@@ -60,4 +59,4 @@ def build(real_model: Path, out: Path) -> ModelArtifact:
     onnx.checker.check_model(model)
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, out)
-    return ModelArtifact(uri=f"file://{out.resolve()}", sha256=hashlib.sha256(out.read_bytes()).hexdigest())
+    return ModelArtifact(uri=f"file://{out.resolve()}", sha256=sha256_of(out))
