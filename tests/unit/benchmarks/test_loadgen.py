@@ -25,7 +25,15 @@ GENERATORS = [
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
-    answered = 0
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.answered = 0
+        self._lock = threading.Lock()  # one handler thread per connection: += alone could lose a count
+
+    def count_answer(self) -> None:
+        with self._lock:
+            self.answered += 1
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -41,7 +49,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b"{}")
         assert isinstance(self.server, Server)
-        self.server.answered += 1
+        self.server.count_answer()
 
     def log_message(self, *args: object) -> None:
         pass
@@ -49,7 +57,7 @@ class Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[Server]:
-    httpd = Server(("127.0.0.1", 0), Handler)
+    httpd = Server()
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield httpd
