@@ -6,12 +6,14 @@ runs, the requests behind it become a queue of batches of one or two, each payin
 this repository's 2-core benchmark that halved the zero-shot throughput, and a longer `batch_wait_timeout_s`
 traded latency for only part of it back. Here a batch is taken when the model is free, so it holds everything that
 queued while the previous one ran; `batch_wait_timeout_s` is how long the oldest waiting request may wait for more
-to join it when the batch is not full, and 0 (no wait) is what a saturated replica wants.
+to join it when the batch is not full.
 
 `max_concurrent_batches` (default 1) lets that many batches run at once, each taken when a slot frees: while one
 batch is in the model, the event loop answers the previous one and the next forms, so the model and the HTTP work
-overlap instead of taking turns. The same settings as `@serve.batch`, retuned in place from `reconfigure()`
-(user_config `batching`).
+overlap instead of taking turns. A slot frees as its batch ends, before that batch's clients have their answers
+and send again, so with no wait the next batch is the one or two requests already queued; a few milliseconds of
+wait keep batches whole (README, Benchmarks). The same settings as `@serve.batch`, retuned in place from
+`reconfigure()` (user_config `batching`).
 """
 
 from __future__ import annotations
