@@ -147,6 +147,10 @@ COMMON_PARITY: Mapping[str, Honour] = {
         "MAX_REQUEST_BODY_BYTES in the environment of every container that runs Ray; the apps answer 413"
     ),
     "env.serve.access_log": exact(f"logging_config.enable_access_log of every application {SERVE_CONFIG}"),
+    "env.serve.preload_modules": exact(
+        "RAY_preload_python_modules in the environment of every container that runs Ray: Ray Serve's replica module"
+        " and the modules of the apps that container serves"
+    ),
     "apps[].name": exact(f"application name {SERVE_CONFIG}"),
     "apps[].import_path": exact(f"import_path {SERVE_CONFIG}"),
     "apps[].route_prefix": exact(f"route_prefix {SERVE_CONFIG}"),

@@ -174,9 +174,9 @@ THROUGHPUT_PARITY = (
 
 
 def container_env(plan: EnvPlan, app_plan: AppPlan) -> list[dict[str, str]]:
-    """The container's plain environment: the Serve config, then the environment's Ray variables (EnvPlan.ray_env)."""
+    """The container's plain environment: the Serve config, then the Ray variables of a cluster serving its one app."""
     return [{"name": SERVE_CONFIG_ENV, "value": serve_config_text(plan, app_plan)}] + [
-        {"name": var, "value": value} for var, value in sorted(plan.ray_env.items())
+        {"name": var, "value": value} for var, value in sorted(plan.ray_env_of((app_plan,)).items())
     ]
 
 

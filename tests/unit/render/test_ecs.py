@@ -363,4 +363,5 @@ def test_throughput_mode_sets_ray_serve_variables_in_the_task(targets_repo: Path
 def test_throughput_mode_is_off_in_tasks_unless_stated(files: dict[str, str]) -> None:
     for path in [p for p in files if p.endswith("/ecs.RegisterTaskDefinition.json")]:
         (container,) = json.loads(files[path])["containerDefinitions"]
-        assert [e["name"] for e in container["environment"]] == ["SERVE_CONFIG", "MAX_REQUEST_BODY_BYTES"]
+        names = [e["name"] for e in container["environment"]]
+        assert names == ["SERVE_CONFIG", "MAX_REQUEST_BODY_BYTES", "RAY_preload_python_modules"]

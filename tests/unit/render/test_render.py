@@ -11,6 +11,7 @@ import yaml
 from render.cli import main
 from render.errors import RenderError
 from render.pipeline import render_repo
+from render.plan import PRELOAD_MODULES_ENV
 from render.validate.serve import serve_config_problems
 from render.write import read_tree, write_tree
 from tests.golden_tree import FIXTURE_REPO, GOLDEN_DIR, differences, render_fixture
@@ -111,6 +112,7 @@ def test_rayservice_shape() -> None:
     ]
     assert container["env"] == [
         {"name": "MAX_REQUEST_BODY_BYTES", "value": str(1024**2)},
+        {"name": PRELOAD_MODULES_ENV, "value": PROD_PRELOAD},
         {"name": "PREDICTION_DB_URL", "valueFrom": {"secretKeyRef": {"name": "prediction-db-url", "key": "value"}}},
     ]
 
@@ -215,6 +217,10 @@ THROUGHPUT_ENV = [
 ]
 
 
+# Ray Serve's replica module, then the module of the fixture's apps (both are echo apps).
+PROD_PRELOAD = "ray.serve._private.replica,tests.fixtures.echo_app"
+
+
 def _ray_containers(service: dict[str, Any]) -> list[dict[str, Any]]:
     cluster = service["spec"]["rayClusterConfig"]
     groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
@@ -234,7 +240,7 @@ def test_throughput_mode_sets_ray_serve_variables_on_head_and_workers(repo: Path
     for container in [head, *workers]:
         # Plain variables first (the body limit, then Ray's), then the secrets.
         assert container["env"][1:3] == THROUGHPUT_ENV
-        assert container["env"][3]["name"] == "PREDICTION_DB_URL"
+        assert container["env"][4]["name"] == "PREDICTION_DB_URL"
     # HAProxy takes over port 8000 of every pod: the serve Service KubeRay makes from the head's port is unchanged.
     assert {"containerPort": 8000, "name": "serve"} in head["ports"]
     assert serve_config_problems(service["spec"]["serveConfigV2"]) == []
@@ -250,6 +256,18 @@ def test_max_request_body_bytes_reaches_every_ray_container(repo: Path) -> None:
     # Not per application: a runtime_env would give each application worker processes of its own (slower starts).
     config = yaml.safe_load(service["spec"]["serveConfigV2"])
     assert all("runtime_env" not in a for a in config["applications"])
+
+
+def test_workers_preload_serve_and_the_apps_unless_switched_off(repo: Path) -> None:
+    def preloads() -> list[str | None]:
+        service = yaml.safe_load(render_repo(repo, None).files["prod/ray.io.RayService-models.yaml"])
+        containers = _ray_containers(service)
+        assert len(containers) > 1
+        return [next((e["value"] for e in c["env"] if e["name"] == PRELOAD_MODULES_ENV), None) for c in containers]
+
+    assert set(preloads()) == {PROD_PRELOAD}
+    edit(repo, "deployments/prod/env.yaml", lambda d: d["env"]["serve"].update(preload_modules=False))
+    assert set(preloads()) == {None}
 
 
 def test_access_log_is_on_unless_switched_off(repo: Path) -> None:
