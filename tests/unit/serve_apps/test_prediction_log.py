@@ -239,6 +239,14 @@ def test_default_db_url_is_sqlite_in_cache_dir(monkeypatch: pytest.MonkeyPatch, 
     assert default_db_url() == "mysql+pymysql://u:p@db:3306/serving"
 
 
+def test_a_local_sqlite_log_commits_through_a_write_ahead_log(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'log.sqlite'}", connect_timeout_s=1)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL: no sync per commit
+    engine.dispose()
+
+
 def test_make_engine_refuses_other_databases() -> None:
     with pytest.raises(ValueError, match="supports mysql\\+pymysql:// and sqlite://"):
         make_engine("postgresql://u@db/serving", connect_timeout_s=1)
