@@ -4,8 +4,11 @@ module before it runs anything of its own."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
+
+import ray
 
 from render.plan import PRELOAD_MODULES_ENV, preload_modules
 from serve_apps.local import env_plan
@@ -14,10 +17,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_new_worker_has_imported_the_preloaded_modules(ray_cluster: Any) -> None:
-    import os
-
-    import ray
-
     modules = list(preload_modules(env_plan(REPO_ROOT, "dev").apps))
     assert os.environ[PRELOAD_MODULES_ENV] == ",".join(modules)
 

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from render.plan import PRELOAD_MODULES_ENV, SERVE_REPLICA_MODULE, THROUGHPUT_OPTIMIZED_ENV, preload_modules
+from render.spec.load import known_envs
 from render.targets.single_node import container_env
 from serve_apps.local import apply_ray_env, env_plan
 from tests.unit.serve_apps.conftest import REPO_ROOT
@@ -27,7 +28,7 @@ def test_apply_ray_env_puts_the_variables_into_the_environment(monkeypatch: pyte
     assert {name: os.environ[name] for name in THROUGHPUT_OPTIMIZED_ENV} == THROUGHPUT_OPTIMIZED_ENV
 
 
-@pytest.mark.parametrize("env", ["dev", "bench", "staging", "prod", "staging-ecs", "staging-cloudrun"])
+@pytest.mark.parametrize("env", known_envs(REPO_ROOT))
 def test_every_module_an_environment_preloads_exists(env: str) -> None:
     # A worker only logs a preloaded module that fails to import: a Ray release that moved Serve's replica module,
     # or an app renamed, would silently give the cold starts their import time back.
