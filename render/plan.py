@@ -26,6 +26,10 @@ THROUGHPUT_OPTIMIZED_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_EN
 # worker, which then starts as usual.
 PRELOAD_MODULES_ENV = "RAY_preload_python_modules"
 SERVE_REPLICA_MODULE = "ray.serve._private.replica"
+# What env.serve.warm_workers adds to a cluster's Serve config: an application of the toolkit's, not of the spec,
+# named so no spec app can take its name (an app name is a Kubernetes name, and those have no underscore).
+WARM_WORKERS_APP = "_warm_workers"
+WARM_WORKERS_IMPORT_PATH = "serve_apps.warm_workers:app_builder"
 
 
 @dataclass(frozen=True)
@@ -78,8 +82,10 @@ class EnvPlan:
         preload = {PRELOAD_MODULES_ENV: ",".join(preload_modules(apps))} if serve.preload_modules else {}
         return {MAX_REQUEST_BODY_BYTES_ENV: str(serve.max_request_body_bytes), **throughput, **preload}
 
-    def serve_config(self, apps: tuple[AppPlan, ...] | None = None) -> dict[str, Any]:
-        """The Serve config (shape of Ray's ServeDeploySchema) for these apps, all of them by default."""
+    def serve_config(self, apps: tuple[AppPlan, ...] | None = None, *, cluster: bool = True) -> dict[str, Any]:
+        """The Serve config (shape of Ray's ServeDeploySchema) for these apps, all of them by default; with
+        `cluster` (a Ray cluster that deploys apps and replicas over time, not a single-node task) also the
+        warm-workers application when env.serve.warm_workers asks for it."""
         serve = self.spec.env.serve
         http_options: dict[str, Any] = {
             "host": "0.0.0.0",  # noqa: S104 - inside the pod; exposure is decided by the Kubernetes Service
@@ -91,8 +97,22 @@ class EnvPlan:
         return {
             "proxy_location": "EveryNode",
             "http_options": http_options,
-            "applications": [a.serve_application for a in (self.apps if apps is None else apps)],
+            "applications": [
+                *(a.serve_application for a in (self.apps if apps is None else apps)),
+                *([warm_workers_application(serve.warm_workers)] if cluster and serve.warm_workers else []),
+            ],
         }
+
+
+def warm_workers_application(per_node: int) -> dict[str, Any]:
+    """The Serve application that keeps `per_node` fresh Ray workers on every node (serve_apps/warm_workers.py)."""
+    return {
+        "name": WARM_WORKERS_APP,
+        "import_path": WARM_WORKERS_IMPORT_PATH,
+        "route_prefix": None,
+        "args": {"per_node": per_node},
+        "deployments": [{"name": "WarmWorkers", "num_replicas": 1, "ray_actor_options": {"num_cpus": 0.0}}],
+    }
 
 
 def preload_modules(apps: tuple[AppPlan, ...]) -> tuple[str, ...]:

@@ -168,8 +168,12 @@ def main(argv: list[str] | None = None) -> int:
         ray.shutdown()
         return 1
     for app in config["applications"]:
+        up = f"up in {served.seconds_to_running[app['name']]:.1f} s"
+        if app["route_prefix"] is None:  # the toolkit's own apps (env.serve.warm_workers) take no requests
+            print(f"  {app['name']:<12} (no route, {up})")
+            continue
         url = served.url + app["route_prefix"]
-        print(f"  {app['name']:<12} {url}  (docs: {url}/docs, up in {served.seconds_to_running[app['name']]:.1f} s)")
+        print(f"  {app['name']:<12} {url}  (docs: {url}/docs, {up})")
     print("serving; Ctrl-C stops")
     try:
         while True:

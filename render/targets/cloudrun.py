@@ -499,6 +499,7 @@ def _parity(target: CloudRunTargetConfig) -> dict[str, Honour]:
         ),
         "env.ray_version": approximated("not set by the target: the image's Ray runs"),
         "env.serve.throughput_optimized": exact(single_node.THROUGHPUT_PARITY),
+        "env.serve.warm_workers": warning(single_node.WARM_WORKERS_PARITY),
         "apps[].model.uri": exact(
             "args.model.uri in the Serve config; Cloud Run has no AWS identity, so an s3:// model needs AWS"
             " credentials among the secrets (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"

@@ -281,6 +281,10 @@ def _parity() -> dict[str, Honour]:
             " HAProxy answers the serve Service's port 8000 on every pod and forwards to the ingress replicas' own"
             " ports (30000-31000, reached pod to pod)"
         ),
+        "env.serve.warm_workers": exact(
+            "args.per_node of the Serve application _warm_workers (no route, 0 CPUs) in serveConfigV2, which keeps"
+            " that many fresh Ray workers on every node, head included"
+        ),
         "head_group.num_cpus": exact("head pod CPU request and limit; the head runs no replicas (num-cpus 0)"),
         "head_group.memory_gib": exact("head pod memory request and limit"),
         "head_group.node_selector": exact("head pod nodeSelector"),

@@ -159,7 +159,7 @@ def task_serve_config(plan: EnvPlan, app_plan: AppPlan) -> dict[str, Any]:
         one = {k: v for k, v in deployment.items() if k not in ("autoscaling_config", "num_replicas")}
         deployments.append({**one, "num_replicas": 1})
     single = replace(app_plan, serve_application={**app_plan.serve_application, "deployments": deployments})
-    return plan.serve_config(apps=(single,))
+    return plan.serve_config(apps=(single,), cluster=False)
 
 
 def serve_config_text(plan: EnvPlan, app_plan: AppPlan) -> str:
@@ -170,6 +170,12 @@ def serve_config_text(plan: EnvPlan, app_plan: AppPlan) -> str:
 THROUGHPUT_PARITY = (
     "RAY_SERVE_THROUGHPUT_OPTIMIZED=1 and RAY_SERVE_ENABLE_HA_PROXY=1 in the container: HAProxy answers the serve"
     " port and forwards to the replica's own port inside the task"
+)
+
+
+WARM_WORKERS_PARITY = (
+    "not rendered: a task deploys its one app once, when it starts, and the platform scales tasks, not replicas;"
+    " nothing later would take a warm worker"
 )
 
 

@@ -365,3 +365,18 @@ def test_throughput_mode_is_off_in_tasks_unless_stated(files: dict[str, str]) ->
         (container,) = json.loads(files[path])["containerDefinitions"]
         names = [e["name"] for e in container["environment"]]
         assert names == ["SERVE_CONFIG", "MAX_REQUEST_BODY_BYTES", "RAY_preload_python_modules"]
+
+
+def test_tasks_run_no_warm_workers_app_and_render_says_so(targets_repo: Path) -> None:
+    edit(targets_repo, FARGATE, lambda d: d["env"].setdefault("serve", {}).update(warm_workers=2))
+    rendered = render_repo(targets_repo, None, ["fargate"])
+    paths = [p for p in rendered.files if p.endswith("/ecs.RegisterTaskDefinition.json")]
+    assert paths
+    for path in paths:
+        (container,) = json.loads(rendered.files[path])["containerDefinitions"]
+        (variable,) = [e for e in container["environment"] if e["name"] == "SERVE_CONFIG"]
+        assert [a["name"] for a in yaml.safe_load(variable["value"])["applications"]] == [path.split("/")[2]]
+    assert any(
+        line.startswith("warning: fargate: env.serve.warm_workers is set but ecs cannot honour it: not rendered")
+        for line in rendered.parity
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ import yaml
 from render.cli import main
 from render.errors import RenderError
 from render.pipeline import render_repo
-from render.plan import PRELOAD_MODULES_ENV
+from render.plan import PRELOAD_MODULES_ENV, WARM_WORKERS_APP
+from render.spec.base import K8S_NAME_PATTERN
 from render.validate.serve import serve_config_problems
 from render.write import read_tree, write_tree
 from tests.golden_tree import FIXTURE_REPO, GOLDEN_DIR, differences, render_fixture
@@ -282,3 +284,25 @@ def test_access_log_is_on_unless_switched_off(repo: Path) -> None:
     assert default == [{"enable_access_log": True}] * len(default)
     edit(repo, "deployments/prod/env.yaml", lambda d: d["env"]["serve"].update(access_log=False))
     assert logging_configs() == [{"enable_access_log": False}] * len(default)
+
+
+def test_warm_workers_add_the_toolkit_app_to_the_cluster_only_when_asked(repo: Path) -> None:
+    from serve_apps.warm_workers import WarmWorkersArgs
+
+    def applications() -> list[dict[str, Any]]:
+        service = yaml.safe_load(render_repo(repo, None).files["prod/ray.io.RayService-models.yaml"])
+        assert serve_config_problems(service["spec"]["serveConfigV2"]) == []
+        return yaml.safe_load(service["spec"]["serveConfigV2"])["applications"]
+
+    spec_apps = applications()
+    assert WARM_WORKERS_APP not in [a["name"] for a in spec_apps]
+    edit(repo, "deployments/prod/env.yaml", lambda d: d["env"].setdefault("serve", {}).update(warm_workers=3))
+    *same, warm = applications()
+    assert same == spec_apps
+    assert warm["name"] == WARM_WORKERS_APP
+    assert warm["import_path"] == "serve_apps.warm_workers:app_builder"
+    assert warm["route_prefix"] is None  # takes no requests
+    assert WarmWorkersArgs.model_validate(warm["args"]).per_node == 3
+    assert [d["ray_actor_options"]["num_cpus"] for d in warm["deployments"]] == [0.0]
+    # No spec app can take its name: app names are Kubernetes names.
+    assert re.fullmatch(K8S_NAME_PATTERN, WARM_WORKERS_APP) is None

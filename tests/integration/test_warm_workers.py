@@ -1,0 +1,65 @@
+"""env.serve.warm_workers: the toolkit's warm-workers app keeps fresh Ray workers on the node, a new app's replica
+starts in one of them instead of a new process, and the app tops the node up again afterwards.
+
+Both apps run without a runtime_env, as the rendered ones do: an app with one needs worker processes of its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from render.plan import WARM_WORKERS_APP, warm_workers_application
+from serve_apps.local import deploy
+from tests.integration.single_app import free_port
+
+PER_NODE = 2
+PROBE = {"name": "pid-probe", "import_path": "tests.integration.pid_app:app", "route_prefix": None}
+WAIT_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def port(ray_cluster: Any) -> Iterator[int]:
+    from ray import serve
+
+    try:
+        yield free_port()
+    finally:
+        serve.shutdown()
+
+
+def fresh_pids() -> list[int]:
+    """The fresh workers the warm-workers app found on the node at its last check."""
+    from ray import serve
+
+    found = serve.get_app_handle(WARM_WORKERS_APP).fresh_workers.remote().result()
+    assert len(found) == 1, found  # the session's Ray is one node
+    return next(iter(found.values()))
+
+
+def wait_for(condition: Callable[[list[int]], bool]) -> list[int]:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        pids = fresh_pids()
+        if condition(pids):
+            return pids
+        time.sleep(0.5)
+    raise AssertionError(f"fresh workers still {fresh_pids()} after {WAIT_S:.0f} s")
+
+
+def test_a_new_replica_takes_a_fresh_worker_and_the_node_is_topped_up(port: int) -> None:
+    from ray import serve
+
+    warm = warm_workers_application(PER_NODE)
+    deploy({"applications": [warm]}, port)
+    before = wait_for(lambda pids: len(pids) >= PER_NODE)
+
+    deploy({"applications": [warm, PROBE]}, port)
+    replica = serve.get_app_handle(PROBE["name"]).remote().result()
+    assert replica in before
+
+    # The replica's worker is no longer fresh; the app starts others in its place.
+    wait_for(lambda pids: len(pids) >= PER_NODE and replica not in pids)
