@@ -42,6 +42,7 @@ import psutil
 from benchmarks import cold_start, gpu, loadgen, raw, render_scale, report, trivial_model
 from benchmarks.machine import CpuWindow, load_average, say, tree, wait_for_quiet
 from benchmarks.workload import request_bodies
+from render.plan import WARM_WORKERS_APP
 from render.validate.crd import crd_dir_from_env
 from serve_apps.common.artifact import ModelArtifact
 from serve_apps.common.manifest import read_manifest
@@ -136,7 +137,8 @@ def served_app(root: Path, env: str, extra_replicas: int) -> Iterator[tuple[str,
 
     plan = env_plan(root, env)
     config = plan.serve_config()
-    config["applications"] = [a for a in config["applications"] if a["name"] == APP]
+    # The zero-shot app first (its copies are made from it), then the toolkit's own apps the env asks for.
+    config["applications"] = [a for a in config["applications"] if a["name"] in (APP, WARM_WORKERS_APP)]
     apply_ray_env(plan.ray_env)
     copy = sum(d.get("ray_actor_options", {}).get("num_cpus", 1) for d in config["applications"][0]["deployments"])
     cpus = logical_cpus(config) + math.ceil(extra_replicas * copy)
@@ -313,6 +315,7 @@ def measure_cold_starts(
     for trial in range(1, options.cold_starts + 1):
         copy = cold_start.cold_copy(config["applications"][0], f"{APP}-cold-{trial}", artifact)
         wait_for_quiet(options.max_foreign_cores, options.quiet_timeout_s, say)
+        wait_for_fresh_workers(config)
         try:
             result = cold_start.measure(config, copy, port, body, cache)
         except (DeployError, TimeoutError) as error:  # reported as a failed goal; the other figures still count
@@ -325,6 +328,28 @@ def measure_cold_starts(
         )
         results.append(result)
     return results
+
+
+def wait_for_fresh_workers(config: dict[str, Any], timeout_s: float = 30) -> None:
+    """With env.serve.warm_workers, wait until the node holds that many fresh workers again (the previous cold
+    start took some); say how many it holds and their memory."""
+    from ray import serve
+
+    (warm,) = [a for a in config["applications"] if a["name"] == WARM_WORKERS_APP] or [None]
+    if warm is None:
+        return
+    handle = serve.get_app_handle(WARM_WORKERS_APP)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        fresh = [pid for pids in handle.fresh_workers.remote().result().values() for pid in pids]
+        if len(fresh) >= warm["args"]["per_node"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    memory = []
+    for pid in fresh:
+        with contextlib.suppress(psutil.Error):
+            memory.append(psutil.Process(pid).memory_full_info().uss / 2**20)
+    say(f"fresh workers before the deploy: {len(fresh)} (unique memory {', '.join(f'{m:.0f}' for m in memory)} MiB)")
 
 
 def _git_commit(root: Path) -> str:
