@@ -3,9 +3,10 @@
 Each layout is the bench env's zero-shot application with a fixed replica count and GPU fraction, loaded by the
 same closed-loop generator; recorded: throughput, p95 and the GPU memory of each replica (nvidia-smi). Goal: the
 four shared replicas serve at least 3x the single replica. Without an NVIDIA GPU (no nvidia-smi) it is skipped
-with a message, and nothing is written. Not run yet: no machine of this project has had a GPU, and the zero-shot
-replica's ONNX session asks for the CPU provider only, so on a GPU it would measure CPU inference until it asks
-for CUDA.
+with a message, and nothing is written. Not run yet: no machine of this project has had a GPU. A replica that Ray
+gives a GPU runs its ONNX session on CUDA (then the CPU for what CUDA lacks) when the environment's onnxruntime has
+CUDA, i.e. onnxruntime-gpu instead of the CPU build pyproject.toml pins; otherwise it warns and runs on the CPU
+(serve_apps/common/onnx_session.py), and this comparison would measure CPU inference.
 """
 
 from __future__ import annotations
