@@ -353,7 +353,9 @@ def wait_for_fresh_workers(config: dict[str, Any], timeout_s: float = 30) -> Non
 
 
 def _git_commit(root: Path) -> str:
-    done = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    """HEAD's short hash, with -dirty when tracked files differ from it: a figure then belongs to no commit."""
+    command = ["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=7", "--exclude=*"]  # no tag names
+    done = subprocess.run(command, capture_output=True, text=True)
     return done.stdout.strip() or "unknown"
 
 
