@@ -55,8 +55,7 @@ class Raylet:
         self._stub = node_manager_pb2_grpc.NodeManagerServiceStub(init_grpc_channel(address))
 
     def fresh_workers(self, job_id: str) -> list[int]:
-        """PIDs of the node's Python workers that never ran a task or an actor, of `job_id` or of no job yet (Ray's
-        own prestarted workers report none until they run something)."""
+        """PIDs of the node's Python workers of `job_id` that never ran a task or an actor."""
         # The generated protobuf modules have no type stubs: mypy sees none of their messages or enums.
         from ray.core.generated import common_pb2, node_manager_pb2
 
@@ -65,7 +64,7 @@ class Raylet:
             stats.pid
             for stats in reply.core_workers_stats
             if stats.worker_type == common_pb2.WORKER  # type: ignore[attr-defined]
-            and (stats.job_id.hex() == job_id or ray.JobID(stats.job_id).is_nil())
+            and stats.job_id.hex() == job_id
             and ray.ActorID(stats.actor_id).is_nil()
             and stats.num_executed_tasks == 0
             and stats.num_running_tasks == 0
@@ -87,22 +86,28 @@ class Raylet:
 
 @dataclass
 class NodeWarmth:
-    """What the app knows of one node: its raylet, the fresh workers of the last check, those still starting."""
+    """What the app knows of one node: its raylet, the fresh workers it started there, those still starting.
+
+    Only workers it started count: a node can hold other fresh workers that Serve's next replica cannot take, e.g.
+    ones Ray started for a task with a runtime_env, which the raylet's stats do not show.
+    """
 
     raylet: Raylet
-    fresh: list[int] = field(default_factory=list)
+    ours: set[int] = field(default_factory=set)
+    seen: set[int] = field(default_factory=set)
     starting: int = 0
     requested_at: float = 0.0
 
     def top_up(self, job_id: str, per_node: int) -> None:
-        """Count the node's fresh workers and ask for those it lacks, minus those already on their way."""
-        fresh = self.raylet.fresh_workers(job_id)
-        arrived = len(set(fresh) - set(self.fresh))
-        self.fresh = fresh
-        self.starting = max(0, self.starting - arrived)
+        """Claim the workers that came up since the last request, then ask for those the node lacks."""
+        fresh = set(self.raylet.fresh_workers(job_id))
+        claimed = sorted(fresh - self.seen - self.ours)[: self.starting]
+        self.ours = (self.ours | set(claimed)) & fresh  # one that ran something is no longer fresh
+        self.seen = fresh
+        self.starting -= len(claimed)
         if self.starting and time.monotonic() - self.requested_at > STARTUP_TIMEOUT_S:
             self.starting = 0  # never registered (failed to start): asked for again below
-        missing = per_node - len(fresh) - self.starting
+        missing = per_node - len(self.ours) - self.starting
         if missing > 0:
             self.raylet.prestart(job_id, missing)
             self.starting += missing
@@ -142,8 +147,8 @@ class WarmWorkers:
             self._error = error
 
     def fresh_workers(self) -> dict[str, list[int]]:
-        """The fresh idle workers found at the last check, by node ID."""
-        return {node_id: list(node.fresh) for node_id, node in list(self._nodes.items())}
+        """The fresh workers this app started and found idle at the last check, by node ID."""
+        return {node_id: sorted(node.ours) for node_id, node in list(self._nodes.items())}
 
     def check_health(self) -> None:
         """Unhealthy once a check failed: Serve then starts a new replica, and with it a new thread."""
