@@ -4,11 +4,11 @@ Ray starts a worker process for each new replica when Serve asks for it: Python,
 0.9 s of every cold start here, before the replica's constructor runs. Ray reuses an idle worker instead, but only
 one that never ran anything (a worker that ran a task never hosts an actor) and of the same job, and it starts none
 ahead of demand for Serve. This app belongs to the Serve controller's job like every app, so every `period_s` it
-asks the raylet of each node for as many such workers as that node lacks of `per_node`; Serve's next build task or
-replica there takes one.
+asks the raylet of each node for as many such workers as that node lacks of `per_node`, counting only those it
+started; Serve's next build task or replica there takes one.
 
-It speaks the raylet's own gRPC API (ray.core.generated, pinned with Ray): PrestartWorkers, which the core worker
-uses for the same purpose, and GetNodeStats, which the dashboard uses. The integration test
+It speaks the raylet's own gRPC API (ray.core.generated, pinned with Ray), which Ray exposes to no Python API:
+PrestartWorkers and GetNodeStats (the dashboard's source of per-worker stats). The integration test
 (tests/integration/test_warm_workers.py) fails if a Ray upgrade changes either.
 """
 
