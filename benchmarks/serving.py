@@ -335,7 +335,7 @@ def wait_for_fresh_workers(config: dict[str, Any], timeout_s: float = 30) -> Non
     start took some); say how many it holds and their memory."""
     from ray import serve
 
-    (warm,) = [a for a in config["applications"] if a["name"] == WARM_WORKERS_APP] or [None]
+    warm = next((a for a in config["applications"] if a["name"] == WARM_WORKERS_APP), None)
     if warm is None:
         return
     handle = serve.get_app_handle(WARM_WORKERS_APP)
