@@ -12,6 +12,8 @@ import yaml
 
 from render.errors import SpecError
 from render.spec.load import load_specs
+from render.targets.base import NATIVE_DIR
+from render.validate.crd import CrdIndex
 from tests.golden_tree import FIXTURE_REPO
 
 
@@ -57,3 +59,17 @@ def deployment(data: dict[str, Any], app_name: str, name: str = "Echo") -> dict[
             return entry
     deployments.append({"name": name})
     return deployments[-1]
+
+
+def not_validated_notes(files: dict[str, str], crd_dir: Path) -> list[str]:
+    """The notes render must print for these rendered files: one per kind the CRD directory holds no CRD for."""
+    index = CrdIndex(crd_dir)
+    kinds = {
+        (doc["apiVersion"], doc["kind"])
+        for path, text in files.items()
+        if path.endswith(".yaml") and f"/{NATIVE_DIR}/" not in path  # native/ bodies go to APIs, not to a cluster
+        for doc in yaml.safe_load_all(text)
+        if isinstance(doc, dict) and "kind" in doc
+    }
+    missing = sorted(f"{api_version} {kind}" for api_version, kind in kinds if not index.has(api_version, kind))
+    return [f"no CRD for {kind} in {crd_dir}: not validated against a schema" for kind in missing]
