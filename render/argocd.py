@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from render.argocd_health import health_scripts
+from render.errors import RenderError
 from render.manifests import group_kind
 from render.plan import EnvPlan
 from render.targets.base import NATIVE_DIR, TargetOutput
@@ -37,7 +38,7 @@ def application(plan: EnvPlan, output: TargetOutput) -> dict[str, Any]:
         spec["source"]["directory"] = {"recurse": False, "exclude": f"{NATIVE_DIR}/*"}
     if output.ignore_differences:
         # Fields a controller owns at run time (an autoscaler's counts); Argo CD would otherwise undo it.
-        spec["ignoreDifferences"] = output.ignore_differences
+        spec["ignoreDifferences"] = [_scalar_paths_only(entry) for entry in output.ignore_differences]
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Application",
@@ -49,6 +50,24 @@ def application(plan: EnvPlan, output: TargetOutput) -> dict[str, Any]:
         },
         "spec": spec,
     }
+
+
+def _scalar_paths_only(entry: dict[str, Any]) -> dict[str, Any]:
+    """An ignoreDifferences entry, refused when a path goes through a list.
+
+    With RespectIgnoreDifferences, Argo CD copies the ignored fields' live values into what it applies by a merge
+    patch (argoproj/argo-cd controller/sync.go, normalizeTargetResources); for a kind without a built-in schema (every
+    CRD) that is a JSON merge patch, which replaces a list whole: ignoring `workerGroupSpecs[].replicas` kept the
+    *whole live* workerGroupSpecs, so a new image reached the head and never the workers.
+    """
+    paths = [*entry.get("jsonPointers", []), *entry.get("jqPathExpressions", [])]
+    through_list = [p for p in paths if "[" in p or any(part.isdigit() for part in p.split("/"))]
+    if through_list:
+        raise RenderError(
+            f"ignoreDifferences on {entry.get('kind')}: {', '.join(through_list)} goes through a list; Argo CD would"
+            " keep the whole live list on sync. Hint: ignore a field outside lists, or let its controller own it"
+        )
+    return entry
 
 
 def namespace_of(plan: EnvPlan) -> str:

@@ -328,23 +328,14 @@ def build(plan: EnvPlan) -> TargetOutput:
     service = rayservice(plan)
     manifests = [*iam_role(plan), service_account(plan), service, pod_monitor(plan)]
     manifests += [external_secret(plan, var, ref) for var, ref in plan.secrets.items()]
-    ignore = (
-        # The Ray autoscaler owns the worker counts; without this Argo CD and the autoscaler undo each other.
-        [
-            {
-                "group": "ray.io",
-                "kind": "RayService",
-                "jqPathExpressions": [".spec.rayClusterConfig.workerGroupSpecs[].replicas"],
-            }
-        ]
-        if plan.autoscaling
-        else []
-    )
+    # No ignoreDifferences on worker replicas: the Ray autoscaler patches the RayCluster KubeRay made, never the
+    # RayService, and KubeRay hashes the RayService's cluster spec without replicas, min and max replicas when it
+    # decides whether a change needs a new cluster (ray-project/kuberay ray-operator/controllers/ray/utils/util.go,
+    # GenerateHashWithoutReplicasAndWorkersToDelete), so a sync never resets the autoscaler's counts.
     return TargetOutput(
         manifests=manifests,
         serve_configs={
             f"RayService/{service['metadata']['name']}: spec.serveConfigV2": service["spec"]["serveConfigV2"]
         },
         parity=_parity(),
-        ignore_differences=ignore,
     )

@@ -130,9 +130,8 @@ def test_argocd_application_wiring() -> None:
         "ServerSideApply=true",
         "RespectIgnoreDifferences=true",
     }
-    assert prod["spec"]["ignoreDifferences"][0]["jqPathExpressions"] == [
-        ".spec.rayClusterConfig.workerGroupSpecs[].replicas"
-    ]
+    # The Ray autoscaler patches the RayCluster, never the RayService: Argo CD ignores nothing of it.
+    assert "ignoreDifferences" not in prod["spec"]
     manifests = [
         yaml.safe_load(text) for path, text in files.items() if path.startswith("prod/") and path.endswith(".yaml")
     ]
@@ -141,16 +140,25 @@ def test_argocd_application_wiring() -> None:
     assert waves["ExternalSecret"] < waves["RayService"]
 
 
-def test_no_ignore_differences_without_autoscaling(repo: Path) -> None:
-    def fixed(d: dict) -> None:
-        d["worker_groups"] = [{"name": "cpu", "min_replicas": 1, "max_replicas": 1}]
-        deployment(d, "echo").update(autoscaling_config=None, num_replicas=1)
+def test_an_ignored_path_through_a_list_is_refused(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from render import targets
 
-    edit(repo, "deployments/dev/env.yaml", fixed)
-    files = render_repo(repo, None).files
-    assert "ignoreDifferences" not in yaml.safe_load(files["argocd/argoproj.io.Application-serving-dev.yaml"])["spec"]
-    service = yaml.safe_load(files["dev/ray.io.RayService-serving.yaml"])
-    assert service["spec"]["rayClusterConfig"]["enableInTreeAutoscaling"] is False
+    original = targets.BUILDERS["kuberay"]
+
+    def with_list_ignore(plan: object) -> object:
+        output = original(plan)  # type: ignore[arg-type]
+        output.ignore_differences.append(
+            {
+                "group": "ray.io",
+                "kind": "RayService",
+                "jqPathExpressions": [".spec.rayClusterConfig.workerGroupSpecs[].replicas"],
+            }
+        )
+        return output
+
+    monkeypatch.setitem(targets.BUILDERS, "kuberay", with_list_ignore)
+    with pytest.raises(RenderError, match=r"workerGroupSpecs\[\]\.replicas goes through a list"):
+        render_repo(repo, None)
 
 
 def test_app_project_fences_destinations_and_kinds() -> None:
