@@ -67,3 +67,33 @@ def test_a_new_replica_takes_a_fresh_worker_and_the_node_is_topped_up(port: int)
 
     # The replica's worker is no longer fresh; the app starts others in its place.
     wait_for(lambda pids: len(pids) >= PER_NODE and replica not in pids)
+
+
+def test_a_raylet_api_that_fails_degrades_the_app_and_leaves_it_healthy(port: int) -> None:
+    from ray import serve
+    from ray.serve.schema import ApplicationStatus, DeploymentStatus
+
+    from tests.integration.misdirected_warm_workers import HEALTH_CHECK_PERIOD_S
+
+    misdirected = {
+        "name": "misdirected-warm-workers",
+        "import_path": "tests.integration.misdirected_warm_workers:app_builder",
+        "route_prefix": None,
+        "args": {"per_node": PER_NODE},
+    }
+    deploy({"applications": [misdirected]}, port)
+    handle = serve.get_app_handle(misdirected["name"])
+    deadline = time.monotonic() + WAIT_S
+    while not (failing := handle.failing_raylets.remote().result()):
+        assert time.monotonic() < deadline, f"no raylet call failed after {WAIT_S:.0f} s"
+        time.sleep(0.5)
+    assert list(failing.values()) == ["UNIMPLEMENTED"], failing  # the GCS serves no NodeManagerService
+    pid = handle.pid.remote().result()
+
+    time.sleep(5 * HEALTH_CHECK_PERIOD_S)  # five health checks, each of which a restart loop would fail
+
+    status = serve.status().applications[misdirected["name"]]
+    assert status.status == ApplicationStatus.RUNNING, status
+    assert {d.status for d in status.deployments.values()} == {DeploymentStatus.HEALTHY}, status
+    assert handle.pid.remote().result() == pid  # the same replica: never replaced
+    assert handle.failing_raylets.remote().result() == failing

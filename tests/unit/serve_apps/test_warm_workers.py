@@ -1,0 +1,176 @@
+"""The warm-workers app when the raylet's private API fails: the app degrades (leaves the node alone a while, one
+warning, a metric) instead of failing, while a bug of its own still escapes.
+
+The raylet here is a real gRPC server on localhost that serves no method, so the app's own Raylet client (Ray's
+channel, the generated stub and messages) gets a real UNIMPLEMENTED, as from a raylet whose Ray dropped the method.
+No Ray is started: these tests drive the Warmer, the deployment's loop body, with node addresses of their own.
+"""
+
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+import pytest
+
+from serve_apps.warm_workers import RayletError, Warmer, WarmWorkersArgs, WarmWorkersMetrics
+
+JOB_ID = "01000000"
+NODE = "node-a"
+WAIT_S = 10.0
+
+
+class NoRaylet(grpc.GenericRpcHandler):
+    """Serves no method: each call is answered UNIMPLEMENTED. Records the methods asked for."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> None:
+        self.calls.append(handler_call_details.method)
+        return None
+
+
+class RecordingMetrics(WarmWorkersMetrics):
+    """Ray's metric handles (they record nowhere outside a worker, but check their tags), and what was recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.degraded_values: list[bool] = []
+        self.failures: list[str] = []
+
+    def degraded(self, degraded: bool) -> None:
+        super().degraded(degraded)
+        self.degraded_values.append(degraded)
+
+    def raylet_failed(self, reason: str) -> None:
+        super().raylet_failed(reason)
+        self.failures.append(reason)
+
+
+class IdleRaylet:
+    """A raylet that answers: no fresh workers yet, and any prestart accepted."""
+
+    def fresh_workers(self, job_id: str) -> list[int]:
+        return []
+
+    def prestart(self, job_id: str, count: int) -> None:
+        pass
+
+
+@pytest.fixture
+def no_raylet() -> Iterator[tuple[str, NoRaylet]]:
+    """The address of a gRPC server that serves no method, and its handler."""
+    handler = NoRaylet()
+    server = grpc.server(ThreadPoolExecutor(max_workers=1), handlers=(handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}", handler
+    finally:
+        server.stop(grace=None)
+
+
+def minimal_warmer(metrics: WarmWorkersMetrics, **args: Any) -> Warmer:
+    return Warmer(JOB_ID, WarmWorkersArgs(per_node=2, **args), metrics)
+
+
+def check_until_failures(warmer: Warmer, address: str, metrics: RecordingMetrics, count: int) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while len(metrics.failures) < count:
+        assert time.monotonic() < deadline, f"{metrics.failures} after {WAIT_S:.0f} s"
+        warmer.check({NODE: address})
+        time.sleep(0.01)
+
+
+def test_a_raylet_without_the_api_degrades_the_app(no_raylet: tuple[str, NoRaylet]) -> None:
+    address, _ = no_raylet
+    metrics = RecordingMetrics()
+    warmer = minimal_warmer(metrics)
+
+    warmer.check({NODE: address})  # does not raise
+
+    assert warmer.failing() == {NODE: "UNIMPLEMENTED"}
+    assert metrics.failures == ["UNIMPLEMENTED"]
+    assert metrics.degraded_values == [False, True]
+    assert warmer.fresh_workers() == {}
+
+
+def test_a_failing_raylet_is_warned_about_once_with_its_error(
+    no_raylet: tuple[str, NoRaylet], caplog: pytest.LogCaptureFixture
+) -> None:
+    address, _ = no_raylet
+    metrics = RecordingMetrics()
+    warmer = minimal_warmer(metrics, period_s=0.01)  # backs off 0.02, 0.04, 0.08 s
+
+    with caplog.at_level(logging.WARNING, logger="ray.serve"):
+        check_until_failures(warmer, address, metrics, 3)
+
+    assert metrics.failures == ["UNIMPLEMENTED"] * 3
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"the raylet of node {NODE} failed (UNIMPLEMENTED)" in warning.getMessage()
+    assert warning.exc_info is not None and isinstance(warning.exc_info[1], RayletError)
+    assert isinstance(warning.exc_info[1].__cause__, grpc.RpcError)  # the traceback shows the RPC's own error
+
+
+def test_a_failing_raylet_is_left_alone_until_its_backoff_ends(no_raylet: tuple[str, NoRaylet]) -> None:
+    address, handler = no_raylet
+    warmer = minimal_warmer(RecordingMetrics(), period_s=60)  # tried again after 120 s
+
+    for _ in range(3):
+        warmer.check({NODE: address})
+
+    assert handler.calls == ["/ray.rpc.NodeManagerService/GetNodeStats"]
+
+
+def test_missing_generated_modules_degrade_the_app(
+    no_raylet: tuple[str, NoRaylet], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ray.core.generated
+
+    # As if a Ray upgrade removed the module: `from ray.core.generated import node_manager_pb2` then fails.
+    monkeypatch.delattr(ray.core.generated, "node_manager_pb2", raising=False)
+    monkeypatch.setitem(sys.modules, "ray.core.generated.node_manager_pb2", None)
+    address, _ = no_raylet
+    metrics = RecordingMetrics()
+    warmer = minimal_warmer(metrics)
+
+    warmer.check({NODE: address})
+
+    assert warmer.failing() == {NODE: "ModuleNotFoundError"}
+    assert metrics.degraded_values[-1] is True
+
+
+def test_the_app_recovers_when_the_raylet_answers_again(
+    no_raylet: tuple[str, NoRaylet], caplog: pytest.LogCaptureFixture
+) -> None:
+    address, _ = no_raylet
+    metrics = RecordingMetrics()
+    warmer = minimal_warmer(metrics, period_s=0.01)
+    check_until_failures(warmer, address, metrics, 1)
+    warmer._connect = lambda address: IdleRaylet()  # type: ignore[assignment,return-value]  # the node upgraded
+
+    deadline = time.monotonic() + WAIT_S
+    with caplog.at_level(logging.INFO, logger="ray.serve"):
+        while warmer.failing():
+            assert time.monotonic() < deadline, warmer.failing()
+            warmer.check({NODE: address})
+            time.sleep(0.01)
+
+    assert metrics.degraded_values[-1] is False
+    assert warmer.fresh_workers() == {NODE: []}
+    assert "every node's raylet answers again" in caplog.text
+
+
+def test_a_bug_outside_the_raylet_calls_is_not_absorbed() -> None:
+    class NoneRaylet(IdleRaylet):
+        def fresh_workers(self, job_id: str) -> list[int]:
+            return None  # type: ignore[return-value]
+
+    warmer = Warmer(JOB_ID, WarmWorkersArgs(per_node=2), RecordingMetrics(), lambda address: NoneRaylet())  # type: ignore[arg-type,return-value]
+
+    with pytest.raises(TypeError):
+        warmer.check({NODE: "127.0.0.1:1"})
