@@ -52,6 +52,10 @@ PROBE_PERIOD_S = 10
 PROBE_FAILURES = 24
 PROBE_TIMEOUT_S = 5
 MEMORY_STEP_MIB = 256
+# Cloud Run sends SIGTERM, then SIGKILL 10 s later; the period is fixed by the platform
+# (https://cloud.google.com/run/docs/container-contract, "Instance shutdown"; https://cloud.google.com/blog/topics/
+# developers-practitioners/graceful-shutdowns-cloud-run-deep-dive).
+SHUTDOWN_GRACE_S = 10
 _EPS = 1e-4
 
 
@@ -275,7 +279,7 @@ def service_account_email(plan: EnvPlan) -> str:
 
 def _command(plan: EnvPlan, app_plan: AppPlan) -> list[str]:
     size = single_node.app_size(plan.spec, app_plan.app)
-    return ["/bin/sh", "-c", single_node.start_script(size)]
+    return ["/bin/sh", "-c", single_node.start_script(size, SHUTDOWN_GRACE_S)]
 
 
 def run_v2_service(plan: EnvPlan, app_plan: AppPlan) -> dict[str, Any]:
@@ -506,6 +510,7 @@ def _parity(target: CloudRunTargetConfig) -> dict[str, Honour]:
         ),
         "head_group.num_cpus": warning(f"no separate head: {per_instance}, plus a fixed Ray overhead"),
         "head_group.memory_gib": warning(f"no separate head: {per_instance}, plus a fixed Ray overhead"),
+        "head_group.node_type": warning("no separate head: ignored"),
         "head_group.node_selector": warning("no Kubernetes nodes: ignored"),
         "worker_groups[].name": approximated("names the group whose memory per CPU sizes replicas without memory_gib"),
         "worker_groups[].node_type": warning("Cloud Run picks the host: ignored"),

@@ -40,6 +40,7 @@ from render.targets.base import (
     warning,
 )
 from render.validate.aws import FARGATE_SIZES
+from serve_apps.entrypoint import STOP_RESERVE_S
 
 if TYPE_CHECKING:
     from render.plan import AppPlan, EnvPlan
@@ -49,6 +50,12 @@ ELB_ARN = r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:"
 CONTAINER = "serve"
 # The ECS maximum: the longest a task may take (Ray start plus model load) before failed health checks count.
 HEALTH_START_PERIOD_S = 300
+# ContainerDefinition.stopTimeout: the seconds between SIGTERM and SIGKILL, 30 when unset and at most 120 on Fargate
+# (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ContainerDefinition.html). With a load balancer ECS
+# deregisters the task and waits out the deregistration delay before the SIGTERM
+# (https://docs.aws.amazon.com/AmazonECS/latest/bestpracticesguide/load-balancer-connection-draining.html).
+STOP_TIMEOUT_DEFAULT_S = 30
+STOP_TIMEOUT_MAX_S = 120
 SYNC_WAVE = "argocd.argoproj.io/sync-wave"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "serving-toolkit"}
 ECS_GROUP = "ecs.services.k8s.aws"
@@ -290,6 +297,16 @@ def task_resources(target: EcsTargetConfig, size: single_node.AppSize) -> tuple[
     return max(128, math.ceil(size.cpus * 1024)), math.ceil(size.memory_gib * 1024)
 
 
+def stop_timeout_s(plan: EnvPlan) -> int:
+    """The container's stopTimeout: long enough for a request of request_timeout_s to finish and for the entry
+    point to stop Serve and Ray after it, never below ECS's default nor above its maximum."""
+    request_timeout_s = plan.spec.env.serve.request_timeout_s
+    if request_timeout_s is None:
+        return STOP_TIMEOUT_DEFAULT_S
+    needed = math.ceil(request_timeout_s + STOP_RESERVE_S)
+    return min(STOP_TIMEOUT_MAX_S, max(STOP_TIMEOUT_DEFAULT_S, needed))
+
+
 def service_name(plan: EnvPlan, app: App) -> str:
     """The ECS service (and task family prefix) of an app: `<env>-<app>`, unique in a shared cluster."""
     return f"{plan.name}-{app.name}"
@@ -315,6 +332,7 @@ def register_task_definition(plan: EnvPlan, app_plan: AppPlan) -> dict[str, Any]
     size = single_node.app_size(plan.spec, app)
     cpu_units, memory_mib = task_resources(target, size)
     port = single_node.serve_port(plan)
+    stop_timeout = stop_timeout_s(plan)
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": plan.spec.env.image,
@@ -322,7 +340,8 @@ def register_task_definition(plan: EnvPlan, app_plan: AppPlan) -> dict[str, Any]
         "cpu": cpu_units,
         "memory": memory_mib,
         "entryPoint": ["/bin/sh", "-c"],
-        "command": [single_node.start_script(size)],
+        "command": [single_node.start_script(size, stop_timeout)],
+        "stopTimeout": stop_timeout,
         "environment": single_node.container_env(plan, app_plan),
         "portMappings": [{"containerPort": port, "protocol": "tcp", "name": "http", "appProtocol": "http"}],
         "healthCheck": {
@@ -553,6 +572,7 @@ def _parity(target: EcsTargetConfig) -> dict[str, Honour]:
         "env.serve.warm_workers": warning(single_node.WARM_WORKERS_PARITY),
         "head_group.num_cpus": warning(f"no separate head: {per_task}, plus a fixed Ray overhead"),
         "head_group.memory_gib": warning(f"no separate head: {per_task}, plus a fixed Ray overhead"),
+        "head_group.node_type": warning("no separate head: ignored"),
         "head_group.node_selector": warning("no Kubernetes nodes: ignored"),
         "worker_groups[].name": approximated("names the group whose memory per CPU sizes replicas without memory_gib"),
         "worker_groups[].node_type": (

@@ -1,7 +1,8 @@
 """One app as a single-node Ray: what the ECS and Cloud Run targets share.
 
-Each task (ECS) or instance (Cloud Run) runs `ray start --head` and `serve run` of the app's Serve config, with
-one replica of every deployment of the app; the platform scales the number of tasks. So:
+Each task (ECS) or instance (Cloud Run) runs a Ray head and the app's Serve config in one process
+(serve_apps/entrypoint.py), with one replica of every deployment of the app; the platform scales the number of
+tasks, and the process drains its requests on SIGTERM within the platform's grace period. So:
 - size: one replica of each deployment plus Ray's own processes (GCS, raylet, dashboard, Serve controller, proxy);
 - count: per deployment the replica range, per app the widest of them (one task holds one replica of each).
 """
@@ -186,26 +187,24 @@ def container_env(plan: EnvPlan, app_plan: AppPlan) -> list[dict[str, str]]:
     ]
 
 
-def start_script(size: AppSize) -> str:
-    """Shell script a task runs: write the Serve config to a file, start a Ray head sized like the task, then
-    `serve run` it in the foreground (the task lives as long as Serve does)."""
-    ray_start = [
-        "ray",
-        "start",
-        "--head",
+def start_script(size: AppSize, grace_period_s: int) -> str:
+    """Shell script a task runs: write the Serve config to a file, then exec the entry point that starts a Ray head
+    sized like the task, serves the config and, on SIGTERM, drains within `grace_period_s` (the platform's time
+    between SIGTERM and SIGKILL) and exits."""
+    entrypoint = [
+        "python",
+        "-m",
+        "serve_apps.entrypoint",
+        f"--grace-period-s={grace_period_s}",
         f"--num-cpus={math.ceil(size.replica_cpus - _EPS)}",
         f"--num-gpus={size.whole_gpus}",
         f"--memory={math.ceil(size.replica_memory_gib * GIB)}",
         f"--object-store-memory={int(OBJECT_STORE_GIB * GIB)}",
-        "--disable-usage-stats",
+        SERVE_CONFIG_FILE,
     ]
-    return " && ".join(
-        [
-            f"printf '%s\\n' \"${SERVE_CONFIG_ENV}\" > {SERVE_CONFIG_FILE}",
-            shlex.join(ray_start),
-            f"exec serve run --address=auto {SERVE_CONFIG_FILE}",
-        ]
-    )
+    # exec: the entry point is the container's main process, the one the platform's SIGTERM reaches.
+    write_config = f"printf '%s\\n' \"${SERVE_CONFIG_ENV}\" > {SERVE_CONFIG_FILE}"
+    return f"{write_config} && exec {shlex.join(entrypoint)}"
 
 
 def health_path(app: App) -> str:

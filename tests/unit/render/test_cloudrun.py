@@ -148,6 +148,13 @@ def test_each_secret_is_granted_to_the_service_account(files: dict[str, str]) ->
     assert all(m["spec"]["memberFrom"] == {"serviceAccountRef": {"name": "serving-run"}} for m in members)
 
 
+def test_instance_execs_the_entry_point_draining_within_cloud_runs_10_s(files: dict[str, str]) -> None:
+    (container,) = v2(files, "run", "echo")["template"]["containers"]
+    assert container["command"] == ["/bin/sh", "-c"]
+    (script,) = container["args"]
+    assert " && exec python -m serve_apps.entrypoint --grace-period-s=10 " in script
+
+
 def test_knative_and_v2_forms_agree(files: dict[str, str]) -> None:
     for env, app in [("run", "echo"), ("run", "echo-two"), ("run-gpu", "echo")]:
         template = v2(files, env, app)["template"]

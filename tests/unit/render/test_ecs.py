@@ -129,13 +129,33 @@ def test_gpu_on_ec2_is_a_whole_gpu_per_task_on_the_gpu_group_node_type(files: di
     assert container["linuxParameters"] == {"sharedMemorySize": 512}
 
 
-def test_task_runs_serve_on_a_ray_head_from_the_config_in_its_environment(files: dict[str, str]) -> None:
+def test_task_execs_the_draining_entry_point_with_the_config_in_its_environment(files: dict[str, str]) -> None:
     (container,) = native(files, "fargate", "echo", "ecs.RegisterTaskDefinition")["containerDefinitions"]
     assert container["entryPoint"] == ["/bin/sh", "-c"]
-    script = container["command"][0]
-    assert script.startswith("printf '%s\\n' \"$SERVE_CONFIG\" > /tmp/serve-config.yaml && ray start --head ")
-    assert "--num-cpus=1 --num-gpus=0 --memory=4294967296 --object-store-memory=536870912" in script
-    assert script.endswith("&& exec serve run --address=auto /tmp/serve-config.yaml")
+    assert container["command"] == [
+        "printf '%s\\n' \"$SERVE_CONFIG\" > /tmp/serve-config.yaml && exec python -m serve_apps.entrypoint"
+        " --grace-period-s=30 --num-cpus=1 --num-gpus=0 --memory=4294967296 --object-store-memory=536870912"
+        " /tmp/serve-config.yaml"
+    ]
+
+
+def test_stop_timeout_is_the_grace_period_the_entry_point_drains_within(files: dict[str, str]) -> None:
+    for app in ("echo", "echo-two"):
+        (container,) = native(files, "fargate", app, "ecs.RegisterTaskDefinition")["containerDefinitions"]
+        # request_timeout_s 10 plus the entry point's stop reserve is under ECS's default of 30 s.
+        assert container["stopTimeout"] == 30
+        assert "--grace-period-s=30 " in container["command"][0]
+
+
+@pytest.mark.parametrize(("request_timeout_s", "stop_timeout_s"), [(None, 30), (60, 64), (600, 120)])
+def test_stop_timeout_lets_the_longest_request_finish_within_ecs_limits(
+    targets_repo: Path, request_timeout_s: float | None, stop_timeout_s: int
+) -> None:
+    edit(targets_repo, FARGATE, lambda data: data["env"]["serve"].update(request_timeout_s=request_timeout_s))
+    files = render_repo(targets_repo, None, ["fargate"]).files
+    (container,) = native(files, "fargate", "echo", "ecs.RegisterTaskDefinition")["containerDefinitions"]
+    assert container["stopTimeout"] == stop_timeout_s
+    assert f"--grace-period-s={stop_timeout_s} " in container["command"][0]
 
 
 def test_secrets_health_check_and_logs(files: dict[str, str]) -> None:
