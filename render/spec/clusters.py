@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from render.spec.base import K8sName, StrictModel
+from render.spec.nodes import NodeSettings
 from render.spec.rules import rule_error
 
 
@@ -40,6 +41,35 @@ class Cluster(StrictModel):
             " --query cluster.identity.oidc.issuer`), which the pods' IAM role trusts (IRSA).",
         ),
     ]
+
+    nodes: Annotated[
+        NodeSettings | None,
+        Field(
+            default=None,
+            description="eks only, required: what provisions the nodes and what their DaemonSets request; Ray pods"
+            " are sized against the allocatable this leaves and select nodes by the labels it sets.",
+        ),
+    ]
+
+    @model_validator(mode="after")
+    def nodes_only_and_always_on_eks(self) -> Cluster:
+        if self.kind == "eks" and self.nodes is None:
+            raise rule_error(
+                "eks_cluster_has_nodes",
+                field="nodes",
+                got=None,
+                rule="an eks cluster needs `nodes`: Ray pods are sized and placed by what its nodes offer",
+                hint="add nodes: {provisioner: managed-node-groups} (or karpenter)",
+            )
+        if self.kind != "eks" and self.nodes is not None:
+            raise rule_error(
+                "nodes_only_on_eks",
+                field="nodes",
+                got=self.nodes.model_dump(),
+                rule=f"nodes is for eks clusters, and {self.name} is of kind {self.kind}",
+                hint="remove it",
+            )
+        return self
 
     @model_validator(mode="after")
     def oidc_issuer_only_and_always_on_eks(self) -> Cluster:

@@ -19,10 +19,12 @@ from pydantic import BaseModel, ValidationError
 from render.errors import Problem, SpecError
 from render.spec.clusters import Cluster, Clusters
 from render.spec.models import App, Spec
+from render.spec.nodes import NodeType, NodeTypes
 from render.spec.overlay import Provenance, join, merge
 
 DEPLOYMENTS_DIR = "deployments"
 CLUSTERS_FILE = "clusters/clusters.yaml"
+NODE_TYPES_FILE = "clusters/node_types.yaml"
 BASE = "base"
 # Keys of a layer file that steer loading and are not part of the spec itself.
 LOADER_KEYS = ("extends",)
@@ -182,6 +184,22 @@ def load_clusters(root: Path) -> dict[str, Cluster]:
     return {c.name: c for c in clusters.clusters}
 
 
+def load_node_types(root: Path) -> dict[str, NodeType]:
+    """The node types of clusters/node_types.yaml by name; none when the file is absent (then no pod is checked
+    against a node, and a KubeRay environment on eks is refused for naming an unknown node type)."""
+    path = root / NODE_TYPES_FILE
+    if not path.is_file():
+        return {}
+    data = read_yaml(path, NODE_TYPES_FILE)
+    try:
+        table = NodeTypes.model_validate(data)
+    except ValidationError as error:
+        raise SpecError(
+            [_problem(e, data, Provenance(), [NODE_TYPES_FILE], NodeTypes) for e in error.errors()]
+        ) from None
+    return {n.name: n for n in table.node_types}
+
+
 def load_specs(root: Path, names: list[str] | None = None) -> dict[str, Spec]:
     """Validate the named environments (all when None); raise one SpecError with every problem found."""
     known = known_envs(root)
@@ -206,12 +224,12 @@ def load_specs(root: Path, names: list[str] | None = None) -> dict[str, Spec]:
                 for n in unknown
             ]
         )
-    clusters = load_clusters(root)
+    context = {"clusters": load_clusters(root), "node_types": load_node_types(root)}
     specs: dict[str, Spec] = {}
     problems: list[Problem] = []
     for name in wanted:
         try:
-            specs[name] = _load_one(root, name, clusters)
+            specs[name] = _load_one(root, name, context)
         except SpecError as error:
             problems.extend(error.problems)
     if problems:
@@ -219,7 +237,7 @@ def load_specs(root: Path, names: list[str] | None = None) -> dict[str, Spec]:
     return specs
 
 
-def _load_one(root: Path, env: str, clusters: dict[str, Cluster]) -> Spec:
+def _load_one(root: Path, env: str, context: dict[str, Any]) -> Spec:
     layers = _layers(root, env)
     provenance = Provenance()
     merged: dict[str, Any] = {}
@@ -246,7 +264,7 @@ def _load_one(root: Path, env: str, clusters: dict[str, Cluster]) -> Spec:
             )
         merged["env"] = {**env_section, "name": env}
     try:
-        spec = Spec.model_validate(merged, context={"clusters": clusters})
+        spec = Spec.model_validate(merged, context=context)
     except ValidationError as error:
         raise SpecError([_problem(e, merged, provenance, files, Spec) for e in error.errors()]) from None
     problems = [p for i, app in enumerate(spec.apps) for p in _args_problems(app, i, merged, provenance, files)]

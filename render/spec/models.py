@@ -205,6 +205,16 @@ class Toleration(StrictModel):
 class HeadGroup(StrictModel):
     """The Ray head pod. It runs no user work (`num-cpus: "0"`), only GCS, the dashboard and the Serve controller."""
 
+    node_type: Annotated[
+        str | None,
+        Field(
+            default=None,
+            min_length=1,
+            description="Instance type the head pod runs on (selected by node.kubernetes.io/instance-type); the"
+            " pod must fit its allocatable. Required on eks.",
+        ),
+    ]
+
     num_cpus: Annotated[float, Field(default=2, gt=0, le=256, description="CPU request and limit of the head pod.")]
     memory_gib: Annotated[
         float, Field(default=8, gt=0, le=2048, description="Memory request and limit of the head pod, in GiB.")

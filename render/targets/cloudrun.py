@@ -510,6 +510,7 @@ def _parity(target: CloudRunTargetConfig) -> dict[str, Honour]:
         ),
         "head_group.num_cpus": warning(f"no separate head: {per_instance}, plus a fixed Ray overhead"),
         "head_group.memory_gib": warning(f"no separate head: {per_instance}, plus a fixed Ray overhead"),
+        "head_group.node_type": warning("no separate head: ignored"),
         "head_group.node_selector": warning("no Kubernetes nodes: ignored"),
         "worker_groups[].name": approximated("names the group whose memory per CPU sizes replicas without memory_gib"),
         "worker_groups[].node_type": warning("Cloud Run picks the host: ignored"),

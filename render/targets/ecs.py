@@ -572,6 +572,7 @@ def _parity(target: EcsTargetConfig) -> dict[str, Honour]:
         "env.serve.warm_workers": warning(single_node.WARM_WORKERS_PARITY),
         "head_group.num_cpus": warning(f"no separate head: {per_task}, plus a fixed Ray overhead"),
         "head_group.memory_gib": warning(f"no separate head: {per_task}, plus a fixed Ray overhead"),
+        "head_group.node_type": warning("no separate head: ignored"),
         "head_group.node_selector": warning("no Kubernetes nodes: ignored"),
         "worker_groups[].name": approximated("names the group whose memory per CPU sizes replicas without memory_gib"),
         "worker_groups[].node_type": (

@@ -6,19 +6,25 @@ import re
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from render.spec.base import K8sName, StrictModel
+from render.spec.nodes import NodeSettings, NodeType, accelerator_selector
 from render.targets import aws_iam
 from render.targets.base import Honour, TargetConfigBase, TargetOutput, error, exact, secret_parity, target_of
+from render.targets.node_fit import node_errors
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from render.plan import EnvPlan
-    from render.spec.models import HeadGroup, SecretRef, WorkerGroup
+    from render.spec.models import HeadGroup, SecretRef, Spec, WorkerGroup
 
 PART_OF = "app.kubernetes.io/part-of"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "serving-toolkit"}
 METRICS_PORT = 8080
+INSTANCE_TYPE = "node.kubernetes.io/instance-type"
 SYNC_WAVE = "argocd.argoproj.io/sync-wave"
 
 
@@ -62,11 +68,29 @@ class KubeRayTargetConfig(TargetConfigBase):
         ),
     ]
 
+    # The cluster's node settings and the node table, kept from the validation context for spec_errors().
+    _nodes: NodeSettings | None = PrivateAttr(default=None)
+    _node_types: dict[str, NodeType] = PrivateAttr(default_factory=dict)
+
     @field_validator("service_account")
     @classmethod
     def role_in_cluster_account(cls, value: ServiceAccountConfig, info: ValidationInfo) -> ServiceAccountConfig:
         aws_iam.check_role_account(value.iam_role_arn, info, "iam_role_arn")
         return value
+
+    @model_validator(mode="after")
+    def keep_node_facts(self, info: ValidationInfo) -> KubeRayTargetConfig:
+        context = info.context or {}
+        cluster = context.get("clusters", {}).get(self.cluster)
+        if cluster is not None:
+            self._nodes = cluster.nodes
+            self._node_types = context.get("node_types", {})
+        return self
+
+    def spec_errors(self, spec: Spec) -> Iterator[PydanticCustomError]:
+        """On eks: pods that fit their nodes' allocatable and select nodes by labels something sets."""
+        if self._nodes is not None:
+            yield from node_errors(spec, self._nodes, self._node_types)
 
 
 def secret_object_name(env_var: str) -> str:
@@ -134,8 +158,10 @@ def _head_group(plan: EnvPlan, head: HeadGroup) -> dict[str, Any]:
         "serviceAccountName": target.service_account.name,
         "containers": [_container(plan, "ray-head", head.num_cpus, head.memory_gib, 0, ports)],
     }
-    if head.node_selector:
-        pod_spec["nodeSelector"] = dict(head.node_selector)
+    node_selector = {} if head.node_type is None else {INSTANCE_TYPE: head.node_type}
+    node_selector.update(head.node_selector)
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
     return {
         # User work never lands on the head: it keeps GCS and the Serve controller responsive.
         "rayStartParams": {
@@ -152,10 +178,12 @@ def _head_group(plan: EnvPlan, head: HeadGroup) -> dict[str, Any]:
 def _worker_group(plan: EnvPlan, group: WorkerGroup) -> dict[str, Any]:
     target = target_of(plan, KubeRayTargetConfig)
     ports = [{"containerPort": METRICS_PORT, "name": "metrics"}]
-    node_selector = {"node.kubernetes.io/instance-type": group.node_type}
+    node_selector = {INSTANCE_TYPE: group.node_type}
     tolerations = [t.model_dump(exclude_none=True) for t in group.tolerations]
     if group.accelerator is not None:
-        node_selector["k8s.amazonaws.com/accelerator"] = group.accelerator
+        # Only a label the provisioner sets: the instance type alone picks the GPU on managed node groups.
+        if plan.cluster.nodes is not None:
+            node_selector.update(accelerator_selector(plan.cluster.nodes, group.accelerator))
         if not any(t["key"] == "nvidia.com/gpu" for t in tolerations):
             tolerations.append({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"})
     node_selector.update(group.node_selector)
@@ -287,13 +315,14 @@ def _parity() -> dict[str, Honour]:
         ),
         "head_group.num_cpus": exact("head pod CPU request and limit; the head runs no replicas (num-cpus 0)"),
         "head_group.memory_gib": exact("head pod memory request and limit"),
+        "head_group.node_type": exact("head pod nodeSelector node.kubernetes.io/instance-type"),
         "head_group.node_selector": exact("head pod nodeSelector"),
         **{
             f"worker_groups[].{name}": exact(f"{node}: {what}")
             for name, what in {
                 "name": "groupName",
                 "node_type": "nodeSelector node.kubernetes.io/instance-type",
-                "accelerator": "nodeSelector k8s.amazonaws.com/accelerator and a GPU toleration",
+                "accelerator": "a GPU toleration, and on Karpenter nodeSelector karpenter.k8s.aws/instance-gpu-name",
                 "min_replicas": "minReplicas (and the initial replicas)",
                 "max_replicas": "maxReplicas, scaled by the Ray autoscaler",
                 "num_cpus": "pod CPU request and limit",

@@ -130,6 +130,7 @@ def test_two_environments_owning_one_role_are_refused(tmp_path: Path, capsys: py
     prod = repo / "deployments/prod/env.yaml"
     data = yaml.safe_load(prod.read_text())
     data["env"]["target"].update(cluster="eks-test")
+    del data["head_group"]  # eks-test's nodes carry no `pool` label
     data["env"]["target"]["service_account"]["iam_role_arn"] = "arn:aws:iam::111111111111:role/serving-dev"
     prod.write_text(yaml.safe_dump(data))
     assert main(["--root", str(repo), "render"]) == 1

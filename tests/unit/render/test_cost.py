@@ -20,7 +20,7 @@ hours_per_month: 730
 ec2_instance_types:
   - {name: m6i.large, vcpu: 2, memory_gib: 8, usd_per_hour: 0.1, source: test, as_of: 2026-01-01}
   - {name: m6i.xlarge, vcpu: 4, memory_gib: 16, usd_per_hour: 0.2, source: test, as_of: 2026-01-01}
-  - {name: g6.xlarge, vcpu: 4, memory_gib: 16, gpus: 1, gpu_type: nvidia-l4, usd_per_hour: 1.0,
+  - {name: g6.2xlarge, vcpu: 8, memory_gib: 32, gpus: 1, gpu_type: nvidia-l4, usd_per_hour: 1.0,
      source: test, as_of: 2026-01-01}
 fargate: {usd_per_vcpu_hour: 0.04, usd_per_gb_hour: 0.005, source: test, as_of: 2026-01-01}
 cloud_run:
@@ -34,7 +34,7 @@ cloud_run:
 
 
 def minimal_prices(tmp_path: Path, text: str = PRICES_YAML) -> Prices:
-    """Round prices: m6i.large $0.1/h, m6i.xlarge $0.2/h, g6.xlarge $1/h; 730 h a month."""
+    """Round prices: m6i.large $0.1/h, m6i.xlarge $0.2/h, g6.2xlarge $1/h; 730 h a month."""
     (tmp_path / "clusters").mkdir(exist_ok=True)
     (tmp_path / "clusters/prices.yaml").write_text(text)
     return load_prices(tmp_path)
@@ -50,7 +50,7 @@ def test_kuberay_nodes_at_min_and_max(tmp_path: Path) -> None:
     assert [(line.name, line.count, round(line.usd_min, 2), round(line.usd_max, 2)) for line in target.lines] == [
         ("head pod (2 CPU, 8 GiB)", "1 × m6i.large", 73.0, 73.0),
         ("worker group cpu", "1–3 × m6i.xlarge", 146.0, 438.0),
-        ("worker group gpu", "0–1 × g6.xlarge", 0.0, 730.0),
+        ("worker group gpu", "0–1 × g6.2xlarge", 0.0, 730.0),
     ]
     assert (round(target.usd_min, 2), round(target.usd_max, 2)) == (219.0, 1241.0)
 
@@ -68,20 +68,20 @@ def test_apps_share_the_cluster_by_what_their_replicas_reserve(tmp_path: Path) -
 
 
 def test_missing_node_type_price_names_the_file_and_the_type(tmp_path: Path) -> None:
-    g6 = "  - {name: g6.xlarge" + PRICES_YAML.split("  - {name: g6.xlarge")[1].split("fargate:")[0]
+    g6 = "  - {name: g6.2xlarge" + PRICES_YAML.split("  - {name: g6.2xlarge")[1].split("fargate:")[0]
     text = PRICES_YAML.replace(g6, "")
     with pytest.raises(SpecError) as caught:
         env_cost("prod", fixture_prod(), minimal_prices(tmp_path, text))
     assert str(caught.value) == (
-        "clusters/prices.yaml: ec2_instance_types: got no entry for 'g6.xlarge'; worker group 'gpu' of RayService"
-        " models runs on it, so it needs a price. Hint: add g6.xlarge with vcpu, memory_gib, usd_per_hour, source and"
+        "clusters/prices.yaml: ec2_instance_types: got no entry for 'g6.2xlarge'; worker group 'gpu' of RayService"
+        " models runs on it, so it needs a price. Hint: add g6.2xlarge with vcpu, memory_gib, usd_per_hour, source and"
         " as_of (listed: m6i.large, m6i.xlarge)"
     )
 
 
 def test_price_entries_are_checked(tmp_path: Path) -> None:
     text = PRICES_YAML.replace("gpu_type: nvidia-l4, usd_per_hour: 1.0", "usd_per_hour: 1.0")
-    with pytest.raises(SpecError, match=r"ec2_instance_types\[g6.xlarge\].gpu_type: got None; an instance type"):
+    with pytest.raises(SpecError, match=r"ec2_instance_types\[g6.2xlarge\].gpu_type: got None; an instance type"):
         minimal_prices(tmp_path, text)
 
 
@@ -153,5 +153,5 @@ def test_cost_command_prints_a_markdown_report(tmp_path: Path, capsys: pytest.Ca
     minimal_prices(repo)
     assert main(["--root", str(repo), "cost", "prod"]) == 0
     out = capsys.readouterr().out
-    assert "| worker group gpu | 0–1 × g6.xlarge | $0.00 | $730.00 |" in out
+    assert "| worker group gpu | 0–1 × g6.2xlarge | $0.00 | $730.00 |" in out
     assert "**Environment total: $219.00 at min, $1,241.00 at max per month.**" in out

@@ -79,8 +79,8 @@ def test_cluster_change_starts_a_new_raycluster_and_states_its_capacity(history:
         "extra capacity while both RayClusters run (at least: the new cluster adds workers until every Serve replica"
         " is placed):\n"
         "  - head pod: 2 CPU, 8 GiB\n"
-        "  - worker group `cpu`: 1 × m6i.xlarge (4 CPU, 16 GiB each)\n"
-        "  - total: head pod + 1 worker node(s), 6 CPU, 24 GiB, GPUs: none",
+        "  - worker group `cpu`: 1 × m6i.xlarge (3 CPU, 12 GiB each)\n"
+        "  - total: head pod + 1 worker node(s), 5 CPU, 20 GiB, GPUs: none",
     )
 
 
@@ -106,8 +106,8 @@ def test_appended_worker_group_updates_the_raycluster_in_place(history: Path) ->
         "node_type": "m6i.2xlarge",
         "min_replicas": 0,
         "max_replicas": 2,
-        "num_cpus": 8,
-        "memory_gib": 32,
+        "num_cpus": 7,
+        "memory_gib": 28,
     }
     edit(history, "deployments/dev/env.yaml", lambda d: d.update(worker_groups=[group]))
     commit(history, "a second group")

@@ -108,7 +108,8 @@ def test_rayservice_shape() -> None:
     gpu = next(g for g in cluster["workerGroupSpecs"] if g["groupName"] == "gpu")
     container = gpu["template"]["spec"]["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert gpu["template"]["spec"]["nodeSelector"]["k8s.amazonaws.com/accelerator"] == "nvidia-l4"
+    # eks-prod's nodes come from Karpenter, which labels a node with its GPU model's name.
+    assert gpu["template"]["spec"]["nodeSelector"]["karpenter.k8s.aws/instance-gpu-name"] == "l4"
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in gpu["template"]["spec"][
         "tolerations"
     ]

@@ -98,9 +98,9 @@ def test_gpu_packing_fits(repo: Path) -> None:
 
 
 def test_gpu_packing_counts_cpus_per_node(repo: Path) -> None:
-    # 4 replicas x 0.25 GPU fit the GPU, but 4 x 2 CPUs do not fit a 4-CPU node.
+    # 4 replicas x 0.25 GPU fit the GPU, but 4 x 2 CPUs do not fit a 6-CPU node.
     edit(repo, PROD, lambda d: deployment(d, "echo").update(ray_actor_options={"num_gpus": 0.25, "num_cpus": 2}))
-    assert "2 of 4 GPU replicas at max autoscale do not fit" in only_problem(repo, ["prod"])
+    assert "1 of 4 GPU replicas at max autoscale do not fit" in only_problem(repo, ["prod"])
 
 
 def test_gpu_packing_whole_gpus_stay_on_one_node(repo: Path) -> None:
