@@ -83,7 +83,17 @@ class ServeOptions(StrictModel):
         Field(default=None, gt=0, le=3600, description="End-to-end timeout of one HTTP request, in seconds."),
     ]
     keep_alive_timeout_s: Annotated[
-        int, Field(default=5, ge=1, le=3600, description="HTTP keep-alive timeout of the proxy, in seconds.")
+        int,
+        Field(
+            default=75,
+            ge=1,
+            le=3600,
+            description=(
+                "HTTP keep-alive timeout of the proxy, in seconds. It must outlast the idle timeout of the load"
+                " balancer in front: if the proxy closes an idle connection the balancer still holds, the next request"
+                " on it fails with a 502. An ALB keeps idle connections 60 s by default, so 75."
+            ),
+        ),
     ]
     max_request_body_bytes: Annotated[
         int,
@@ -154,6 +164,11 @@ class ServeOptions(StrictModel):
     ]
 
 
+# docs.aws.amazon.com/elasticloadbalancing/latest/application/application-load-balancers.html#connection-idle-timeout:
+# the ALB's idle timeout defaults to 60 s, and AWS recommends that targets keep connections alive longer than it.
+ALB_IDLE_TIMEOUT_S = 60
+
+
 class EnvSettings(StrictModel):
     """Who and where: the environment's identity, target and delivery settings."""
 
@@ -175,6 +190,19 @@ class EnvSettings(StrictModel):
     serve: Annotated[
         ServeOptions, Field(default_factory=ServeOptions, description="HTTP options of Ray Serve for all apps.")
     ]
+
+    @model_validator(mode="after")
+    def keep_alive_outlasts_load_balancer(self) -> EnvSettings:
+        if self.serve.keep_alive_timeout_s <= ALB_IDLE_TIMEOUT_S:
+            raise rule_error(
+                "keep_alive_outlasts_load_balancer",
+                field="serve.keep_alive_timeout_s",
+                got=self.serve.keep_alive_timeout_s,
+                rule=f"the proxy would close idle connections before a load balancer does (an ALB after"
+                f" {ALB_IDLE_TIMEOUT_S} s by default), and requests sent on them would fail with 502",
+                hint=f"set it above your load balancer's idle timeout: more than {ALB_IDLE_TIMEOUT_S} s (default 75)",
+            )
+        return self
 
     @model_validator(mode="after")
     def image_pinned_by_digest_outside_dev(self) -> EnvSettings:

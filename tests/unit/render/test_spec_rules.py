@@ -315,3 +315,16 @@ def test_duplicate_yaml_key_is_refused(repo: Path, count: int) -> None:
     (repo / DEV).write_text(text)
     assert "invalid YAML; line" in only_problem(repo, ["dev"])
     assert "duplicate key 'worker_groups'" in only_problem(repo, ["dev"])
+
+
+def test_keep_alive_outlasts_the_load_balancer_by_default(repo: Path) -> None:
+    specs = load_specs(repo)
+    assert all(spec.env.serve.keep_alive_timeout_s > 60 for spec in specs.values())
+
+
+def test_keep_alive_below_an_alb_idle_timeout_is_refused(repo: Path) -> None:
+    edit(repo, DEV, lambda d: d["env"].update(serve={"keep_alive_timeout_s": 5}))
+    assert only_problem(repo, ["dev"]).startswith(
+        "deployments/dev/env.yaml: env.serve.keep_alive_timeout_s: got 5; the proxy would close idle connections"
+        " before a load balancer does (an ALB after 60 s by default)"
+    )
