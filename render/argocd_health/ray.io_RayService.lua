@@ -41,6 +41,20 @@ local function health(rayservice)
   if status == nil then
     return "Progressing", "Waiting for RayService status"
   end
+  -- A refused spec wins over "not observed yet": KubeRay validates the current spec on every reconcile and, when it
+  -- refuses it, sets Ready=False with reason ValidationFailed but leaves observedGeneration behind (only
+  -- calculateStatus moves it), so waiting on the generation would wait forever and hold back later sync waves.
+  -- InitializingTimeout is terminal too: the RayService must be recreated. (ray-project/kuberay
+  -- ray-operator/controllers/ray/rayservice_controller.go, validateRayService and markFailedOnInitializingTimeout;
+  -- reasons in ray-operator/apis/ray/v1/rayservice_types.go.)
+  local ready = condition(status, "Ready")
+  local terminal = ready ~= nil and (ready.reason == "ValidationFailed" or ready.reason == "InitializingTimeout")
+  if terminal and ready.status == "False" then
+    if ready.reason == "ValidationFailed" then
+      return "Degraded", "KubeRay refused the RayService: " .. reason_and_message(ready)
+    end
+    return "Degraded", reason_and_message(ready)
+  end
   local generation = rayservice.metadata.generation
   local observed = status.observedGeneration or 0
   if generation ~= nil and observed < generation then
@@ -60,7 +74,6 @@ local function health(rayservice)
     return "Progressing", "Upgrade in progress: " .. reason_and_message(upgrade)
   end
 
-  local ready = condition(status, "Ready")
   if ready ~= nil and ready.status == "True" then
     return "Healthy", reason_and_message(ready)
   end

@@ -247,3 +247,12 @@ def test_ecs_service_failed_rollout_is_degraded_with_reason() -> None:
         "Degraded",
         "Deployment ecs-svc/123 failed: ECS deployment circuit breaker: tasks failed to start.",
     )
+
+
+@pytest.mark.parametrize("reason", ["ValidationFailed", "InitializingTimeout"])
+def test_rayservice_refused_spec_is_degraded_though_its_generation_is_not_observed(reason: str) -> None:
+    # KubeRay leaves observedGeneration behind when it refuses a spec: this must not read as "waiting".
+    refused = condition("Ready", "False", reason, "spec.serveConfigV2 is invalid")
+    status, message = run_health(RAYSERVICE, minimal_rayservice(observedGeneration=1, conditions=[refused]))
+    prefix = "KubeRay refused the RayService: " if reason == "ValidationFailed" else ""
+    assert (status, message) == ("Degraded", f"{prefix}{reason}: spec.serveConfigV2 is invalid")
