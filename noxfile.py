@@ -133,9 +133,9 @@ def promote(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def cost(session: nox.Session) -> None:
-    """Monthly cost of an environment at min and max scale, from clusters/prices.yaml."""
-    if len(session.posargs) != 1:
-        session.error("Usage: nox -s cost -- <env>")
+    """Monthly cost of an environment at min and max scale, at its region's prices in clusters/prices.yaml."""
+    if not session.posargs or session.posargs[0].startswith("-"):
+        session.error("Usage: nox -s cost -- <env> [--max-price-age-days DAYS]")
     install(session, "render")
     session.run("python", "-m", "render", "cost", *session.posargs)
 

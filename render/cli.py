@@ -4,11 +4,12 @@ traceback."""
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 from pathlib import Path
 
-from render.cost import PRICES_FILE, cost_markdown, env_cost, load_prices
+from render.cost import DEFAULT_MAX_PRICE_AGE_DAYS, PRICES_FILE, cost_markdown, env_cost, load_price_book
 from render.diff import compare, diff_markdown
 from render.errors import ServingError, SpecError, StaleRenderError
 from render.pipeline import Rendered, render_repo
@@ -74,8 +75,8 @@ def _schema(args: argparse.Namespace) -> None:
 def _diff_report(root: Path, ref: str, crd_dir: Path | None) -> str:
     rendered = _guarded_render(root, crd_dir)
     old = snapshot(root, ref)
-    prices = load_prices(root) if (root / PRICES_FILE).is_file() else None
-    return diff_markdown(old, compare(old.files, rendered.files, prices))
+    book = load_price_book(root) if (root / PRICES_FILE).is_file() else None
+    return diff_markdown(old, compare(old.files, rendered.files, book))
 
 
 def _diff(args: argparse.Namespace) -> None:
@@ -104,16 +105,23 @@ def _promote(args: argparse.Namespace) -> None:
         # The promotion is written either way; only the report is missing.
         print(f"note: no diff against HEAD: {error}", file=sys.stderr)
         return
-    prices = load_prices(root) if (root / PRICES_FILE).is_file() else None
-    print(diff_markdown(old, compare(old.files, rendered.files, prices)), end="")
+    book = load_price_book(root) if (root / PRICES_FILE).is_file() else None
+    print(diff_markdown(old, compare(old.files, rendered.files, book)), end="")
 
 
 def _cost(args: argparse.Namespace) -> None:
     root = Path(args.root).resolve()
-    prices = load_prices(root)
+    pricing = load_price_book(root, [args.env]).pricing(args.env)
     rendered = render_repo(root, None, [args.env])
-    manifests = applied_manifests(rendered.files, args.env)
-    print(cost_markdown(env_cost(args.env, manifests, prices), prices), end="")
+    cost = env_cost(args.env, applied_manifests(rendered.files, args.env), pricing)
+    print(cost_markdown(cost, pricing, datetime.date.today(), args.max_price_age_days), end="")
+
+
+def _days(text: str) -> int:
+    """A `--max-price-age-days` value: a whole number of days, at least 1; argparse reports anything else."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"got {text!r}; a whole number of days, at least 1, e.g. 180")
+    return int(text)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -147,6 +155,13 @@ def parser() -> argparse.ArgumentParser:
         "cost", help="monthly cost of an environment at min and max scale (clusters/prices.yaml)"
     )
     cost.add_argument("env", help="environment name, e.g. prod")
+    cost.add_argument(
+        "--max-price-age-days",
+        type=_days,
+        default=DEFAULT_MAX_PRICE_AGE_DAYS,
+        metavar="DAYS",
+        help=f"warn about prices whose as_of is older than this (default: {DEFAULT_MAX_PRICE_AGE_DAYS})",
+    )
     cost.set_defaults(run=_cost)
     return top
 

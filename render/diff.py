@@ -1,10 +1,11 @@
 """Rendered trees compared per environment: each added, removed or changed object with its impact and a
 unified diff, and the cost delta of the change, as a Markdown report for a pull request comment.
 
-    report = compare(old_files, new_files, prices)      # path relative to rendered/ → YAML text, both sides
+    report = compare(old_files, new_files, book)        # path relative to rendered/ → YAML text, both sides
     print(diff_markdown(snapshot, report))
 
-The old side comes from `render.snapshot` (a git ref), the new side from rendering the working tree.
+The old side comes from `render.snapshot` (a git ref), the new side from rendering the working tree. Both sides
+are priced in the region of the environment's cluster in the working tree.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from render.cost import Prices, env_cost, signed_usd, templates, usd
+from render.cost import PriceBook, Pricing, env_cost, signed_usd, templates, usd
 from render.errors import SpecError
 from render.impact import NOT_DEPLOYED, Impact, classify
 from render.resources import applied_manifests, is_applied, load_manifest
@@ -68,34 +69,47 @@ def _unified(path: str, old: str | None, new: str | None) -> str:
     return "\n".join(lines)
 
 
-def _cost_delta(env: str, old: dict[str, str], new: dict[str, str], prices: Prices | None) -> CostDelta:
-    if prices is None:
-        return CostDelta(error="no clusters/prices.yaml: cost not estimated")
+def _pricing(book: PriceBook | None, env: str) -> Pricing | str:
+    """The prices of `env`'s region, or why there are none."""
+    if book is None:
+        return "no clusters/prices.yaml: cost not estimated"
+    try:
+        return book.pricing(env)
+    except SpecError as error:
+        return str(error)
+
+
+def _cost_delta(env: str, old: dict[str, str], new: dict[str, str], pricing: Pricing | str) -> CostDelta:
+    if isinstance(pricing, str):
+        return CostDelta(error=pricing)
     try:
         before, after = (
-            env_cost(env, applied_manifests(old, env), prices),
-            env_cost(env, applied_manifests(new, env), prices),
+            env_cost(env, applied_manifests(old, env), pricing),
+            env_cost(env, applied_manifests(new, env), pricing),
         )
     except SpecError as error:
         return CostDelta(error=str(error))
     return CostDelta(before.usd_min, before.usd_max, after.usd_min, after.usd_max)
 
 
-def compare(old: dict[str, str], new: dict[str, str], prices: Prices | None) -> list[EnvDiff]:
-    """Per directory of rendered/ (environments first, argocd last): what changed between two rendered trees."""
+def compare(old: dict[str, str], new: dict[str, str], book: PriceBook | None) -> list[EnvDiff]:
+    """Per directory of rendered/ (environments first, argocd last): what changed between two rendered trees,
+    priced from `book` when given."""
     directories = sorted({p.split("/")[0] for p in (*old, *new)}, key=lambda d: (d == ARGOCD_DIR, d))
     report = []
     for directory in directories:
         paths = sorted(p for p in set(old) | set(new) if p.split("/")[0] == directory)
+        pricing = _pricing(book, directory)
+        priced = pricing if isinstance(pricing, Pricing) else None
         changes = []
         for path in paths:
             before, after = old.get(path), new.get(path)
             if before == after:
                 continue
             change = "added" if before is None else "removed" if after is None else "changed"
-            impact = classify(_parsed(before), _parsed(after), prices) if is_applied(path) else Impact(NOT_DEPLOYED)
+            impact = classify(_parsed(before), _parsed(after), priced) if is_applied(path) else Impact(NOT_DEPLOYED)
             changes.append(ObjectChange(path, change, impact, _unified(path, before, after)))
-        cost = None if directory == ARGOCD_DIR or not changes else _cost_delta(directory, old, new, prices)
+        cost = None if directory == ARGOCD_DIR or not changes else _cost_delta(directory, old, new, pricing)
         report.append(EnvDiff(directory, tuple(changes), len(paths) - len(changes), cost))
     return report
 

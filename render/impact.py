@@ -36,7 +36,7 @@ from typing import Any
 
 from ray.serve._private.config import DeploymentConfig
 
-from render.cost import Prices
+from render.cost import Pricing, head_node
 from render.errors import SpecError
 from render.manifests import group_kind
 from render.resources import (
@@ -281,18 +281,17 @@ def _pod(group: PodGroup) -> str:
     return f"{group.cpus:g} CPU, {group.memory_gib:g} GiB{gpus}"
 
 
-def extra_capacity(rayservice: dict[str, Any], prices: Prices | None) -> str:
-    """What a second RayCluster from this RayService needs while both run: head pod plus workers at replicas."""
+def extra_capacity(rayservice: dict[str, Any], pricing: Pricing | None) -> str:
+    """What a second RayCluster from this RayService needs while both run: head pod plus workers at replicas,
+    priced at the environment's region when `pricing` is given."""
     cluster = ray_cluster(rayservice)
     lines = [f"head pod: {_pod(cluster.head)}"]
     cpus, memory, nodes = cluster.head.cpus, cluster.head.memory_gib, 0
     gpus: dict[str, int] = {}
     hourly, unpriced = 0.0, []
-    if prices is not None:
+    if pricing is not None:
         try:
-            hourly += prices.smallest_cpu_instance(
-                cluster.head.cpus, cluster.head.memory_gib, "the head pod"
-            ).usd_per_hour
+            hourly += head_node(cluster.head, pricing, "the head pod").usd_per_hour
         except SpecError:
             unpriced.append("head pod")
     for group in cluster.workers:
@@ -307,15 +306,15 @@ def extra_capacity(rayservice: dict[str, Any], prices: Prices | None) -> str:
         lines.append(
             f"worker group `{group.name}`: {group.replicas} × {group.node_type or 'node'} ({_pod(group)} each)"
         )
-        if prices is not None:
+        if pricing is not None:
             try:
-                hourly += group.replicas * prices.instance(group.node_type, group.name).usd_per_hour
+                hourly += group.replicas * pricing.node(group.node_type, group.name).usd_per_hour
             except SpecError:
                 unpriced.append(str(group.node_type))
     gpu_text = ", ".join(f"{count} × {kind}" for kind, count in sorted(gpus.items())) or "none"
     total = f"total: head pod + {nodes} worker node(s), {cpus:g} CPU, {memory:g} GiB, GPUs: {gpu_text}"
-    if prices is not None:
-        total += f"; about ${hourly:,.2f}/h at list prices" + (
+    if pricing is not None:
+        total += f"; about ${hourly:,.2f}/h at {pricing.region} list prices" + (
             f" (no price for {', '.join(unpriced)})" if unpriced else ""
         )
     lines.append(total)
@@ -348,13 +347,13 @@ def _metadata_impact(manifest: dict[str, Any], paths: list[Path]) -> Impact:
     return Impact(NO_EFFECT, tuple(f"metadata.{section}.{k}" for section, k in keys))
 
 
-def _rayservice_impact(old: dict[str, Any], new: dict[str, Any], prices: Prices | None) -> Impact | None:
+def _rayservice_impact(old: dict[str, Any], new: dict[str, Any], pricing: Pricing | None) -> Impact | None:
     changes = serve_changes(serve_config(old), serve_config(new))
     lines = [str(c) for c in changes]
     old_cluster, new_cluster = old["spec"].get("rayClusterConfig", {}), new["spec"].get("rayClusterConfig", {})
     how = cluster_change(old_cluster, new_cluster)
     if how == "new":
-        return Impact(NEW_RAYCLUSTER, (extra_capacity(new, prices), *lines))
+        return Impact(NEW_RAYCLUSTER, (extra_capacity(new, pricing), *lines))
     counts = [f"{line} (not applied to the running RayCluster)" for line in _count_changes(old_cluster, new_cluster)]
     if counts:
         counts.append(
@@ -370,8 +369,9 @@ def _rayservice_impact(old: dict[str, Any], new: dict[str, Any], prices: Prices 
     return None
 
 
-def classify(old: dict[str, Any] | None, new: dict[str, Any] | None, prices: Prices | None) -> Impact:
-    """The impact of one object going from `old` to `new` (None: absent on that side)."""
+def classify(old: dict[str, Any] | None, new: dict[str, Any] | None, pricing: Pricing | None) -> Impact:
+    """The impact of one object going from `old` to `new` (None: absent on that side), with the extra capacity of
+    a new RayCluster priced at `pricing` when given."""
     manifest = new if new is not None else old
     assert manifest is not None
     kind = group_kind(manifest)
@@ -383,14 +383,14 @@ def classify(old: dict[str, Any] | None, new: dict[str, Any] | None, prices: Pri
         )
     if old is None:
         if kind == RAY_SERVICE:
-            return Impact(NEW_RAYCLUSTER, (extra_capacity(new, prices),))
+            return Impact(NEW_RAYCLUSTER, (extra_capacity(new, pricing),))
         return Impact({ECS_TASK_DEFINITION: ECS_REVISION, CLOUD_RUN_SERVICE: CLOUD_RUN_REVISION}.get(kind, CREATED))
     paths = changed_paths(old, new)
     if all(p[:2] in (("metadata", "labels"), ("metadata", "annotations")) for p in paths):
         return _metadata_impact(new, paths)
     spec_paths = [p[1:] for p in paths if p[:1] == ("spec",)]
     if kind == RAY_SERVICE:
-        impact = _rayservice_impact(old, new, prices)
+        impact = _rayservice_impact(old, new, pricing)
         if impact is not None:
             return impact
     if kind == ECS_TASK_DEFINITION:

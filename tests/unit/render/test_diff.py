@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from render.cli import main
+from render.cost import load_price_book
 from render.diff import EnvDiff, ObjectChange, compare
 from render.impact import IGNORED_EFFECT, IN_PLACE_EFFECT, REDEPLOY_EFFECT, RESTART_EFFECT, serve_changes
 from render.pipeline import render_repo
@@ -341,3 +342,33 @@ def test_ref_with_neither_rendered_tree_nor_renderer_is_refused(tmp_path: Path) 
     commit(repo, "specs only", render=False)
     with pytest.raises(GitError, match=r"has neither rendered/ nor a renderer"):
         snapshot(repo, "HEAD")
+
+
+def test_cost_delta_and_extra_capacity_are_priced_in_the_environments_region(history: Path) -> None:
+    # dev runs on eks-test, in eu-west-1: head and one cpu node, 2 x m6i.xlarge at eu-west-1's $0.2/h (not $0.1/h).
+    (history / "clusters/prices.yaml").write_text(
+        "regions:\n"
+        "  eu-west-1: {ec2: {m6i.xlarge: {usd_per_hour: 0.2, source: test, as_of: 2026-01-01}}}\n"
+        "  us-east-1: {ec2: {m6i.xlarge: {usd_per_hour: 0.1, source: test, as_of: 2026-01-01}}}\n"
+    )
+    commit(history, "prices", render=False)
+    edit(history, "deployments/dev/env.yaml", lambda d: d["env"].update(image="registry.example.com/serving:dev2"))
+    commit(history, "new image")
+    report = compare(snapshot(history, "HEAD~1").files, render_repo(history, None).files, load_price_book(history))
+    [dev] = [e for e in report if e.env == "dev"]
+    assert dev.cost is not None
+    assert dev.changes[0].impact.details[0].endswith("GPUs: none; about $0.40/h at eu-west-1 list prices")
+    # 2 x 0.2 x 730 = 292 at min; the cpu group's 3 nodes at max: (1 + 3) x 146 = 584; nothing moved.
+    assert (dev.cost.old_min, dev.cost.new_min, dev.cost.new_max) == pytest.approx((292, 292, 584))
+
+
+def test_cost_delta_without_prices_for_the_region_is_not_estimated(history: Path) -> None:
+    (history / "clusters/prices.yaml").write_text(
+        "regions: {us-east-1: {ec2: {m6i.xlarge: {usd_per_hour: 0.1, source: test, as_of: 2026-01-01}}}}\n"
+    )
+    edit(history, "deployments/dev/env.yaml", lambda d: d["env"].update(image="registry.example.com/serving:dev2"))
+    report = compare(snapshot(history, "HEAD").files, render_repo(history, None).files, load_price_book(history))
+    [dev] = [e for e in report if e.env == "dev"]
+    assert dev.cost is not None
+    assert dev.cost.error.startswith("clusters/prices.yaml: regions: got no entry for 'eu-west-1'; environment dev")
+    assert dev.changes[0].impact.details[0].endswith("GPUs: none")
