@@ -163,7 +163,7 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def reliability(session: nox.Session) -> None:
-    """Faults under load (replica killed, node lost) and the CI fault tests; reports/reliability/<timestamp>.md."""
+    """Faults under load (replica, worker node, GCS-FT head lost) and CI fault tests; reports/reliability/<stamp>.md."""
     install(session, "test")
     session.run("python", "-m", "serve_apps.build_models", "--out", "models")
     session.run("python", "-m", "benchmarks.reliability", *session.posargs)

@@ -6,6 +6,11 @@ Scenarios, each bounded in time, each reported with its error rate and recovery 
   until Serve runs 2 replicas again (targets: error rate <= 1 %, recovery <= 10 s);
 - worker node lost: a second Ray node joins on 127.0.0.1 and hosts a replica; its raylet is SIGKILLed mid-load
   (that node only); recovery is the time until Serve runs 2 replicas again on what is left;
+- head lost with GCS fault tolerance: a head with no CPUs keeps its GCS in the machine's Redis; a worker node hosts
+  both replicas and a proxy of its own; under load at that proxy every process of the head is SIGKILLed and a new
+  head started with the same Redis and namespace (KubeRay recreating the head pod); reported are the requests and
+  failures at the worker's proxy while the head is away and the time until the head is healthy again (targets:
+  error rate <= 1 %, healthy head <= 60 s, the worker node and its replicas kept);
 - the CI fault tests (database outage, S3 corrupted/unreachable, bounded bodies, HTTP fuzz) run through pytest and
   are reported pass/fail.
 
@@ -15,6 +20,8 @@ Writes reports/reliability/<UTC timestamp>.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -22,10 +29,16 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -56,6 +69,7 @@ class Load:
     """Client threads predicting until stopped; counts answers and failures."""
 
     url: str
+    interval_s: float = 0.0  # between one client's requests; 0: each sends its next as soon as it has an answer
     lock: threading.Lock = field(default_factory=threading.Lock)
     ok: int = 0
     failed: list[str] = field(default_factory=list)
@@ -85,6 +99,12 @@ class Load:
                         self.ok += 1
                     else:
                         self.failed.append(failure)
+                self.stop.wait(self.interval_s)
+
+    def counts(self) -> tuple[int, int]:
+        """Requests and failures so far."""
+        with self.lock:
+            return self.ok + len(self.failed), len(self.failed)
 
     @property
     def error_rate(self) -> float:
@@ -266,6 +286,322 @@ def forget_cluster(gcs_address: str) -> None:
         pointer.unlink()
 
 
+# Head lost with GCS fault tolerance, in the environment KubeRay gives the pods of a RayService whose
+# gcsFaultToleranceOptions name a Redis (ray-project/kuberay ray-operator/controllers/ray/common/pod.go:
+# configureGCSFaultTolerance, configureRedisFT and the RayService block of setContainerEnvVars; the names are in
+# ray-operator/controllers/ray/utils/constant.go). Ray reads RAY_REDIS_ADDRESS in python/ray/_private/node.py and
+# RAY_external_storage_namespace as its config external_storage_namespace (src/ray/common/ray_config_def.h); see
+# ray-project/ray doc/source/ray-core/fault_tolerance/gcs.rst and the KubeRay guide
+# doc/source/cluster/kubernetes/user-guides/kuberay-gcs-ft.md.
+LOCAL = "127.0.0.1"
+REDIS_HOST = LOCAL
+REDIS_PORT = 6379  # the machine's Redis: no auth, keeps nothing on disk
+RAYSERVICE_ENV = {
+    "RAY_timeout_ms_task_wait_for_death_info": "0",
+    "RAY_gcs_server_request_timeout_seconds": "5",
+    "RAY_SERVE_KV_TIMEOUT_S": "5",
+}
+# RAY_gcs_rpc_server_reconnect_timeout_s of worker pods, KubeRay's DefaultWorkerRayGcsReconnectTimeoutS. Ray's own
+# default, 60 s (ray_config_def.h), is how long a worker raylet waits for the GCS before it exits with its node: a
+# head healthy within it keeps even workers KubeRay did not configure, hence the target.
+WORKER_GCS_RECONNECT_TIMEOUT_S = 600
+TARGET_HEAD_HEALTHY_S = 60.0
+HEAD_LOST_INTERVAL_S = 0.05
+# From the first `ray start` until the load starts; with RECOVERY_TIMEOUT_S and AFTER_FAULT_S it bounds the scenario
+# to about 3 min. A run here takes about 30 s of it.
+SETUP_TIMEOUT_S = 90.0
+
+
+class Driver:
+    """A Ray driver in a process of its own: a driver dies with the raylet it attaches to, which may be the head's."""
+
+    def __init__(self, env: dict[str, str], target: Callable[..., Any], *args: Any) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._name = target.__name__
+        self._outcome, sender = context.Pipe(duplex=False)
+        self._process = context.Process(target=_run_driver, args=(sender, env, target, args), daemon=True)
+        self._process.start()
+
+    def finished(self, timeout_s: float) -> bool:
+        """Whether the target has returned or raised, waiting up to timeout_s for it."""
+        return self._outcome.poll(timeout_s)
+
+    def result(self, timeout_s: float) -> Any:
+        """What the target returned; RuntimeError with its traceback if it raised, TimeoutError after timeout_s."""
+        try:
+            if not self._outcome.poll(timeout_s):
+                raise TimeoutError(f"{self._name} did not finish within {timeout_s:.0f} s")
+            failed, value = self._outcome.recv()
+        finally:
+            self._process.join(10)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join()
+        if failed:
+            raise RuntimeError(f"{self._name} failed:\n{value}")
+        return value
+
+
+def _run_driver(sender: Connection, env: dict[str, str], target: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    os.environ.update(env)  # before Ray reads its settings
+    import ray
+
+    try:
+        outcome = (False, target(*args))
+    except Exception:
+        outcome = (True, traceback.format_exc())
+    sender.send(outcome)  # before the shutdown, which may wait on a GCS that is gone
+    ray.shutdown()
+
+
+def ray_start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`ray start <args> --block` with `env` added to ours; a session of its own, so its process group is the node."""
+    from tests.integration.single_app import free_port
+
+    ray = Path(sys.executable).with_name("ray")
+    # Given its agents' ports, the raylet does not wait for the agents to write them: it waits 15 s at most, and on two
+    # cores shared with the load, the replicas and the worker's proxy, a new head's dashboard agent took 25 s to start.
+    # Free ports also keep clear of the fixed defaults (52365) another Ray on this machine may hold.
+    agent_ports = [
+        ("--dashboard-agent-listen-port", free_port()),
+        ("--dashboard-agent-grpc-port", free_port()),
+        ("--metrics-export-port", free_port()),
+        ("--runtime-env-agent-port", free_port()),
+    ]
+    return subprocess.Popen(
+        [
+            str(ray),
+            "start",
+            *args,
+            *(str(item) for pair in agent_ports for item in pair),
+            "--disable-usage-stats",
+            "--block",
+        ],
+        env={**os.environ, **RAYSERVICE_ENV, **env},
+        cwd=REPO_ROOT,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def start_head(port: int, namespace: str, auth: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A head with no CPUs, like the rendered RayService's, whose GCS keeps its tables in Redis under `namespace`."""
+    from tests.integration.single_app import free_port
+
+    return ray_start(
+        [
+            "--head",
+            "--port",
+            str(port),
+            "--num-cpus",
+            "0",
+            "--include-dashboard",
+            "false",
+            "--ray-client-server-port",  # not the fixed default, 10001, another Ray on this machine may hold
+            str(free_port()),
+        ],
+        {**auth, "RAY_REDIS_ADDRESS": f"{REDIS_HOST}:{REDIS_PORT}", "RAY_external_storage_namespace": namespace},
+        log,
+    )
+
+
+def join_worker(gcs_address: str, proxy_port: int, auth: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A worker node whose Serve proxy listens on `proxy_port`, the head's proxy holding http_options.port."""
+    return ray_start(
+        ["--address", gcs_address, "--num-cpus", str(WORKER_CPUS)],
+        {
+            **auth,
+            "RAY_gcs_rpc_server_reconnect_timeout_s": str(WORKER_GCS_RECONNECT_TIMEOUT_S),
+            "RAY_SERVE_WORKER_PROXY_HTTP_PORT": str(proxy_port),
+        },
+        log,
+    )
+
+
+def kill_node(node: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a `ray start` node and every process it started, as when its pod crashes."""
+    import psutil
+
+    if node.poll() is None:
+        for process in [*psutil.Process(node.pid).children(recursive=True), psutil.Process(node.pid)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(node.pid, signal.SIGKILL)  # workers the raylet started and left behind
+    node.wait(30)
+
+
+def wait_listening(host: str, port: int, deadline: float) -> bool:
+    """Whether something accepts TCP on host:port before the monotonic `deadline`."""
+    import socket
+
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex((host, port)) == 0:
+                return True
+        time.sleep(0.2)
+    return False
+
+
+def deploy_on_worker(gcs_address: str, head_proxy_port: int, env_vars: dict[str, str]) -> tuple[str, str, list[int]]:
+    """(In a Driver) Wait for both nodes, deploy iris; its URL at the head's proxy, the head's id, replicas' pids."""
+    import ray
+
+    ray.init(address=gcs_address, log_to_driver=False)
+    while len([n for n in ray.nodes() if n["Alive"]]) < 2:
+        time.sleep(0.5)  # bounded by the caller's Driver.result
+    url = deploy_iris(head_proxy_port, env_vars)
+    (head_id,) = (n["NodeID"] for n in ray.nodes() if n["Alive"] and "node:__internal_head__" in n["Resources"])
+    return url, head_id, [r.pid for r in replica_actors()]
+
+
+def watch_head(gcs_address: str, lost_head_id: str, ready: Event, go: Event) -> tuple[float, float]:
+    """(In a Driver) Set `ready`, then once `go` is set: the monotonic times (one clock for every process on Linux) at
+    which a new head is alive in the GCS and serve.status() shows iris RUNNING."""
+    import ray
+    from ray import serve
+    from ray._raylet import GcsClient
+    from ray.core.generated.gcs_pb2 import GcsNodeInfo
+
+    gcs = GcsClient(address=gcs_address)  # now: built while the GCS is down, it blocks for 40 s
+    ready.set()
+    go.wait()
+    deadline = time.monotonic() + RECOVERY_TIMEOUT_S
+
+    def new_head_alive() -> bool:
+        try:
+            nodes = gcs.get_all_node_info(timeout=1, state_filter=GcsNodeInfo.GcsNodeState.ALIVE).values()
+        except Exception:  # the GCS is down or still loading its tables from Redis
+            return False
+        return any(n.is_head_node and n.node_id.hex() != lost_head_id for n in nodes)
+
+    while not new_head_alive():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no new head in the GCS within {RECOVERY_TIMEOUT_S:.0f} s")
+        time.sleep(0.1)
+    gcs_at = time.monotonic()
+    ray.init(address=gcs_address, log_to_driver=False)
+    while (status := serve.status().applications.get(APP)) is None or status.status != "RUNNING":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{APP} not RUNNING within {RECOVERY_TIMEOUT_S:.0f} s")
+        time.sleep(0.1)
+    return gcs_at, time.monotonic()
+
+
+def wait_answering(url: str, deadline: float) -> bool:
+    """Whether `url` answers a prediction before the monotonic `deadline`."""
+    while time.monotonic() < deadline:
+        try:
+            if httpx.post(url, json=BODY, timeout=REQUEST_TIMEOUT_S).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def head_lost(temp_dir: Path) -> Result:
+    """The head-lost scenario on a cluster of its own (head + one worker node), cleaned up, Redis keys included."""
+    import psutil
+    from ray._private.gcs_utils import cleanup_redis_storage
+    from ray._private.services import get_node_ip_address
+
+    from tests.integration.single_app import free_port
+
+    scenario = "head lost, GCS FT on Redis (head SIGKILLed, new head started)"
+    namespace = f"reliability-{uuid.uuid4().hex}"
+    # The rendered RayService has authOptions.mode token: KubeRay gives every pod and client these two.
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex}
+    head_port, worker_proxy_port = free_port(), free_port()
+    # Ray puts this machine's interface address where it is given 127.0.0.1 (services.resolve_ip_for_localhost).
+    node_ip = get_node_ip_address()
+    gcs_address = f"{node_ip}:{head_port}"
+
+    def new_head() -> subprocess.Popen[bytes]:
+        # A new pod starts with an empty /tmp/ray. Here the pointer an earlier head left would name our GCS address,
+        # which the worker's raylet names too, and `ray start --head` would take that GCS for running and refuse.
+        forget_cluster(gcs_address)
+        heads.append(start_head(head_port, namespace, auth, temp_dir / f"head-{len(heads) + 1}.log"))
+        return heads[-1]
+
+    heads: list[subprocess.Popen[bytes]] = []
+    worker = None
+    set_up_by = time.monotonic() + SETUP_TIMEOUT_S
+    try:
+        new_head()
+        if not wait_listening(node_ip, head_port, set_up_by):
+            return Result(scenario, 0, 0, None, None, False, f"the head did not start; see {temp_dir}/head-1.log")
+        worker = join_worker(gcs_address, worker_proxy_port, auth, temp_dir / "worker.log")
+        env_vars = {"MODEL_CACHE_DIR": str(temp_dir / "cache")}
+        deploy = Driver(auth, deploy_on_worker, gcs_address, free_port(), env_vars)
+        try:
+            url, head_id, replica_pids = deploy.result(set_up_by - time.monotonic())
+        except (TimeoutError, RuntimeError) as error:
+            return Result(scenario, 0, 0, None, None, False, str(error).strip().splitlines()[-1])
+        worker_url = urlsplit(url)._replace(netloc=f"{LOCAL}:{worker_proxy_port}").geturl()
+        if not wait_answering(worker_url, set_up_by):
+            return Result(scenario, 0, 0, None, None, False, "the worker node's proxy did not answer")
+        ready, go = multiprocessing.get_context("spawn").Event(), multiprocessing.get_context("spawn").Event()
+        watch = Driver(auth, watch_head, gcs_address, head_id, ready, go)
+        if not ready.wait(max(0.0, set_up_by - time.monotonic())):
+            return Result(scenario, 0, 0, None, None, False, "the watching driver did not reach the GCS")
+        # Paced: an unpaced load takes both cores, and the new head's Python agents, which its raylet gives 15 s to
+        # start, then took 25 s.
+        load = Load(worker_url, interval_s=HEAD_LOST_INTERVAL_S)
+        load.start()
+        try:
+            time.sleep(WARM_UP_S)
+            before = load.counts()
+            faulted = time.monotonic()
+            kill_node(heads[-1])
+            new_head()
+            go.set()
+            # KubeRay recreates a head pod whose Ray container exits, as `ray start --block` does if its raylet fails.
+            while not watch.finished(1.0) and time.monotonic() - faulted < RECOVERY_TIMEOUT_S:
+                if heads[-1].poll() is not None:
+                    new_head()
+            try:
+                gcs_at, healthy_at = watch.result(15)
+                problem = ""
+            except (TimeoutError, RuntimeError) as error:
+                gcs_at = healthy_at = None
+                problem = str(error).strip().splitlines()[-1]
+            after = load.counts()
+            time.sleep(max(0.0, AFTER_FAULT_S - (time.monotonic() - faulted)))
+        finally:
+            load.finish()
+        kept = sum(psutil.pid_exists(pid) for pid in replica_pids)
+        worker_alive = worker.poll() is None
+    finally:
+        for node in [*heads, *([worker] if worker else [])]:
+            kill_node(node)
+        forget_cluster(gcs_address)
+        cleaned = cleanup_redis_storage(REDIS_HOST, REDIS_PORT, "", False, namespace)
+    requests, failed = after[0] - before[0], after[1] - before[1]
+    rate = failed / requests if requests else None
+    recovery = None if healthy_at is None else healthy_at - faulted
+    kinds = sorted(set(load.failed[before[1] : after[1]]))
+    note = [
+        f"requests at the worker's proxy from the kill until the head is healthy; {len(heads) - 1} head(s) started"
+        f" after the kill; {len(replica_pids)} replicas on the worker, {kept} alive after; worker node"
+        f" {'up' if worker_alive else 'LOST'}",
+        f"GCS with a new head after {gcs_at - faulted:.1f} s" if gcs_at is not None else problem,
+        f"failures: {', '.join(kinds)}" if kinds else "",
+        f"whole run {load.ok + len(load.failed)} requests, {len(load.failed)} failed",
+        "" if cleaned else f"Redis keys of {namespace} NOT deleted",
+    ]
+    passed = (
+        rate is not None
+        and rate <= TARGET_ERROR_RATE
+        and recovery is not None
+        and recovery <= TARGET_HEAD_HEALTHY_S
+        and worker_alive
+        and kept == len(replica_pids)
+    )
+    return Result(scenario, requests, failed, rate, recovery, passed, "; ".join(n for n in note if n))
+
+
 def ci_test(name: str, path: str) -> Result:
     started = time.monotonic()
     # -m "": also the scenarios marked `reliability`, which `nox -s tests` leaves out.
@@ -288,6 +624,8 @@ def report(results: list[Result], out_dir: Path) -> Path:
         f"Targets: error rate <= {TARGET_ERROR_RATE:.0%}, back to {REPLICAS} replicas <= {TARGET_RECOVERY_S:.0f} s.",
         f"Load: {CLIENTS} client threads on {APP}/predict, {WARM_UP_S:.0f} s before the fault, {AFTER_FAULT_S:.0f} s"
         " after.",
+        "Head lost: requests and recovery from the kill until the head is healthy (target <="
+        f" {TARGET_HEAD_HEALTHY_S:.0f} s), each client paced at one request per {HEAD_LOST_INTERVAL_S * 1000:.0f} ms.",
         "",
         "| scenario | requests | failed | error rate | recovery (s) | pass | note |",
         "|---|---|---|---|---|---|---|",
@@ -309,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run every scenario, write the report, exit 1 when one misses its target."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.reliability", description=__doc__)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "reliability")
-    parser.add_argument("--skip-ci-tests", action="store_true", help="only the replica and node scenarios")
+    parser.add_argument("--skip-ci-tests", action="store_true", help="only the replica, worker node and head scenarios")
     args = parser.parse_args(argv)
 
     import ray
@@ -334,6 +672,7 @@ def main(argv: list[str] | None = None) -> int:
             stop_node(node)
             ray.shutdown()
             forget_cluster(gcs_address)
+        results.append(head_lost(Path(temp)))
     if not args.skip_ci_tests:
         results.extend(ci_test(name, path) for name, path in CI_TESTS.items())
     path = report(results, args.out)
