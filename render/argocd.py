@@ -46,6 +46,9 @@ def application(plan: EnvPlan, output: TargetOutput) -> dict[str, Any]:
             "name": f"serving-{env.name}",
             "namespace": ARGOCD_NAMESPACE,
             "labels": {"app.kubernetes.io/part-of": PROJECT, "serving.toolkit/env": env.name},
+            # The root app never prunes or deletes an environment's Application: removing it from git, or deleting
+            # the root, must not cascade (this finalizer) into the environment's workloads and IAM roles.
+            "annotations": {SYNC_OPTIONS: NEVER_REMOVE},
             "finalizers": ["resources-finalizer.argocd.argoproj.io"],
         },
         "spec": spec,
@@ -80,7 +83,7 @@ def app_project(plans: list[EnvPlan], kinds: list[tuple[str, str]]) -> dict[str,
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "AppProject",
-        "metadata": {"name": PROJECT, "namespace": ARGOCD_NAMESPACE},
+        "metadata": {"name": PROJECT, "namespace": ARGOCD_NAMESPACE, "annotations": {SYNC_OPTIONS: NEVER_REMOVE}},
         "spec": {
             "description": "Ray Serve model serving, rendered by the serving toolkit.",
             "sourceRepos": sorted({p.spec.env.gitops.repo_url for p in plans}),
@@ -94,15 +97,26 @@ def app_project(plans: list[EnvPlan], kinds: list[tuple[str, str]]) -> dict[str,
     }
 
 
+# Sync options Argo CD reads from a resource's annotation (argoproj/argo-cd docs/user-guide/sync-options.md):
+# Prune=false keeps it when it leaves git, Delete=false keeps it when its Application is deleted.
+SYNC_OPTIONS = "argocd.argoproj.io/sync-options"
+NEVER_REMOVE = "Prune=false,Delete=false"
+
+
 def health_config_map() -> dict[str, Any]:
-    """argocd-cm keys adding Lua health checks for kinds Argo CD ships none for (merged by server-side apply)."""
+    """A partial argocd-cm holding only the Lua health check keys, never Argo CD's whole ConfigMap.
+
+    Server-side apply patches just these keys into the existing argocd-cm ("ServerSideApply can also be used to patch
+    existing resources by providing a partial yaml", docs/user-guide/sync-options.md); Prune=false and Delete=false
+    keep the app of apps from ever deleting argocd-cm itself, which would take Argo CD's own settings with it.
+    """
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
             "name": "argocd-cm",
             "namespace": ARGOCD_NAMESPACE,
-            "labels": {"app.kubernetes.io/name": "argocd-cm", "app.kubernetes.io/part-of": "argocd"},
+            "annotations": {SYNC_OPTIONS: f"ServerSideApply=true,{NEVER_REMOVE}"},
         },
         "data": health_scripts(),
     }

@@ -307,3 +307,22 @@ def test_warm_workers_add_the_toolkit_app_to_the_cluster_only_when_asked(repo: P
     assert [d["ray_actor_options"]["num_cpus"] for d in warm["deployments"]] == [0.0]
     # No spec app can take its name: app names are Kubernetes names.
     assert re.fullmatch(K8S_NAME_PATTERN, WARM_WORKERS_APP) is None
+
+
+def test_the_app_of_apps_can_never_delete_argocd_config_or_environments() -> None:
+    root = Path(__file__).parents[3]
+    bootstrap = yaml.safe_load((root / "clusters/argocd/bootstrap.yaml").read_text())
+    # Deleting the root must not cascade into every Application, their workloads and their IAM roles.
+    assert "finalizers" not in bootstrap["metadata"]
+    files = render_fixture()
+    for path in [p for p in files if p.startswith("argocd/")]:
+        annotations = yaml.safe_load(files[path])["metadata"].get("annotations", {})
+        options = set(annotations.get("argocd.argoproj.io/sync-options", "").split(","))
+        assert {"Prune=false", "Delete=false"} <= options, path
+
+
+def test_argocd_cm_is_a_partial_patch_of_health_keys_only() -> None:
+    config_map = yaml.safe_load(render_fixture()["argocd/v1.ConfigMap-argocd-cm.yaml"])
+    assert "ServerSideApply=true" in config_map["metadata"]["annotations"]["argocd.argoproj.io/sync-options"]
+    assert "labels" not in config_map["metadata"]  # Argo CD's own labels stay Argo CD's
+    assert all(key.startswith("resource.customizations.health.") for key in config_map["data"])
