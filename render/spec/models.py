@@ -17,6 +17,7 @@ SECRET_NAME_PATTERN = r"^[A-Za-z0-9/_+=.@-]{1,512}$"  # noqa: S105 - a pattern, 
 SECRETS_MANAGER_ARN_PATTERN = r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$"
 GCP_SECRET_PATTERN = r"^(projects/[a-z0-9-]+/secrets/)?[A-Za-z0-9_-]{1,255}(/versions/(latest|\d+))?$"  # noqa: S105
 IMAGE_DIGEST_PATTERN = re.compile(r"@sha256:[0-9a-f]{64}$")
+STATIC_AWS_KEY_VARS = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"})
 
 
 class SecretRef(StrictModel):
@@ -586,6 +587,29 @@ class Spec(StrictModel):
                         hint="use a distinct variable name for a distinct secret",
                     )
                 seen[var] = ref
+        return self
+
+    @model_validator(mode="after")
+    def no_static_aws_keys_outside_dev(self) -> Spec:
+        # A stored key pair never rotates and works from anywhere it leaks to; every target has a role to assume
+        # instead (IRSA on EKS, the task role on ECS, Google ID token federation on Cloud Run). Variable names from
+        # https://docs.aws.amazon.com/cli/latest/userguide/cli-configure-envvars.html.
+        if self.env.tier == "dev":
+            return self
+        scopes = [("env.secrets", self.env.secrets)] + [
+            (f"apps.{i}.secrets", a.secrets) for i, a in enumerate(self.apps)
+        ]
+        for scope, secrets in scopes:
+            for var in sorted(set(secrets) & STATIC_AWS_KEY_VARS):
+                raise rule_error(
+                    "no_static_aws_keys_outside_dev",
+                    field=f"{scope}.{var}",
+                    got=secrets[var].model_dump(exclude_none=True),
+                    rule=f"a {self.env.tier} environment gets AWS credentials by assuming a role, not from a stored"
+                    " key that never rotates",
+                    hint=self.env.target.aws_identity_hint,
+                    related=("env.tier",),
+                )
         return self
 
     @model_validator(mode="after")

@@ -1,11 +1,12 @@
-"""The IAM role an AWS target's workloads run as, allowed to read the environment's models and nothing else.
+"""The IAM role a target's workloads run as, allowed to read the environment's models and nothing else.
 
 Rendered as AWS Controllers for Kubernetes (ACK) IAM objects, synced before the workloads (wave -1):
 - a `Policy` granting s3:GetObject on the prefix of each s3:// model the environment serves (the folder of its
   key: `s3://acme-models/iris/x.onnx` → `arn:aws:s3:::acme-models/iris/*`); no ListBucket, no write, no other
   bucket. The artifact fetch needs nothing more: it reads one object by key and checks its sha256;
 - the `Role` the spec names by ARN (its name and path come from the ARN), trusting only the workload that runs
-  as it, with that policy attached.
+  as it, with that policy attached: EKS pods through IRSA, ECS tasks, or a Cloud Run service account's Google
+  ID tokens (google_trust).
 
 The role reads no secret: ECS reads them with the execution role, and on EKS External Secrets Operator reads them
 with its own identity. Models stored as file:// (baked into the image) need no statement; an environment without
@@ -100,6 +101,37 @@ def irsa_trust(cluster: Cluster, account: str, partition: str, namespace: str, s
     }
 
 
+def google_trust(service_account_unique_id: str, audience: str) -> dict[str, Any]:
+    """Trust for a Google Cloud service account (Cloud Run): its Google-issued ID token, for one audience, assumed
+    with AssumeRoleWithWebIdentity; no OIDC provider object is needed for accounts.google.com.
+
+    AWS, "Available keys for AWS web identity federation"
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_iam-condition-keys.html#condition-keys-wif):
+    when a Google token has an `azp` claim, `accounts.google.com:aud` is matched against `azp` and
+    `accounts.google.com:oaud` against the token's `aud`. A service account's metadata-server ID token carries
+    `azp` = `sub` = the account's unique id and `aud` = the audience asked for, so all three are pinned; a token of
+    any other service account, or for any other audience, is refused. Role setup: "Create a role for OpenID Connect
+    federation" (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_create_for-idp_oidc.html).
+    """
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Federated": "accounts.google.com"},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {
+                    "StringEquals": {
+                        "accounts.google.com:aud": service_account_unique_id,
+                        "accounts.google.com:sub": service_account_unique_id,
+                        "accounts.google.com:oaud": audience,
+                    }
+                },
+            }
+        ],
+    }
+
+
 def split_role_arn(role_arn: str) -> tuple[str, str, str, str]:
     """(partition, account, path, name) of an IAM role ARN."""
     match = _ROLE_ARN.fullmatch(role_arn)
@@ -183,7 +215,7 @@ def shared_roles(envs: dict[str, tuple[Cluster, list[dict[str, Any]]]]) -> list[
     return [
         f"environments {' and '.join(sorted(names))} both render IAM {role}; each environment's role trusts only"
         " its own workloads. Hint: give each environment its own role ARN (env.target.service_account.iam_role_arn"
-        " on kuberay, env.target.task_role_arn on ecs)"
+        " on kuberay, env.target.task_role_arn on ecs, env.target.aws_role_arn on cloudrun)"
         for role, names in sorted(owners.items())
         if len(names) > 1
     ]

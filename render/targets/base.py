@@ -26,6 +26,11 @@ class TargetConfigBase(StrictModel):
 
     secret_store_kind: ClassVar[str]
     cluster_kinds: ClassVar[tuple[str, ...]]
+    # How the target's workloads get AWS credentials without a stored key: the hint of no_static_aws_keys_outside_dev.
+    aws_identity_hint: ClassVar[str] = (
+        "remove the keys: the workloads assume the IAM role the target renders (env.target.service_account."
+        "iam_role_arn on kuberay, env.target.task_role_arn on ecs)"
+    )
 
     @field_validator("cluster", check_fields=False)
     @classmethod

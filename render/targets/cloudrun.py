@@ -4,7 +4,11 @@ From one plan it renders, per app:
 1. the `serving.knative.dev/v1` Service that `gcloud run services replace` takes (native/<app>/run.v1.Service.yaml);
 2. the Cloud Run Admin API v2 Service body (native/<app>/run.v2.Service.json), validated against the protos;
 3. for Argo CD, Config Connector objects: a RunService (unless `run_service: native`), and per environment an
-   IAMServiceAccount with one IAMPolicyMember per secret granting roles/secretmanager.secretAccessor.
+   IAMServiceAccount with one IAMPolicyMember per secret granting roles/secretmanager.secretAccessor;
+4. with `aws_role_arn`, the AWS role the services assume to read s3:// models, as ACK IAM objects
+   (render/targets/aws_iam.py) trusting only the service account's Google-issued ID tokens. The container is told
+   the role and the token audience (AWS_ROLE_ARN, AWS_ROLE_SESSION_NAME, GOOGLE_ID_TOKEN_AUDIENCE) and
+   serve_apps/common/web_identity.py exchanges a metadata-server ID token for short-lived keys: no AWS key is stored.
 
 Config Connector's RunService (v1.155) has no node selector, so a GPU service exists only in the native forms.
 """
@@ -17,12 +21,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from render.spec.base import K8sName
 from render.spec.rules import rule_error
-from render.targets import single_node
+from render.targets import aws_iam, single_node
 from render.targets.base import (
     Honour,
     NativeBody,
@@ -37,6 +41,7 @@ from render.targets.base import (
     warning,
 )
 from render.validate.cloudrun import CPU_VALUES, GPU_MINIMUMS, MAX_CONCURRENCY, MEMORY_MAX_MIB, MEMORY_MIN_MIB
+from serve_apps.common.web_identity import AUDIENCE_ENV, ROLE_ARN_ENV, SESSION_NAME_ENV
 
 if TYPE_CHECKING:
     from render.plan import AppPlan, EnvPlan
@@ -57,6 +62,9 @@ MEMORY_STEP_MIB = 256
 # developers-practitioners/graceful-shutdowns-cloud-run-deep-dive).
 SHUTDOWN_GRACE_S = 10
 _EPS = 1e-4
+# The audience the services ask the metadata server to put in their ID tokens, and the trust pins (`oaud`). The same
+# value as the EKS trust's `aud` (aws_iam.irsa_trust): the token is meant for AWS STS and nothing else.
+ID_TOKEN_AUDIENCE = "sts.amazonaws.com"  # noqa: S105 - an audience, not a secret
 
 
 class CloudRunTargetConfig(TargetConfigBase):
@@ -64,6 +72,7 @@ class CloudRunTargetConfig(TargetConfigBase):
 
     secret_store_kind: ClassVar[str] = "gcp_secret_manager"  # noqa: S105 - a store name, not a secret
     cluster_kinds: ClassVar[tuple[str, ...]] = ("cloudrun",)
+    aws_identity_hint: ClassVar[str] = "set env.target.aws_role_arn and remove the keys"
 
     kind: Annotated[Literal["cloudrun"], Field(description="Target discriminator.")]
     cluster: Annotated[
@@ -89,6 +98,26 @@ class CloudRunTargetConfig(TargetConfigBase):
             " rendered for `gcloud run services replace` or the Admin API (GPU services need it).",
         ),
     ]
+    aws_role_arn: Annotated[
+        str | None,
+        Field(
+            default=None,
+            pattern=aws_iam.ROLE_ARN_PATTERN,
+            description="AWS IAM role the services assume with their service account's Google-issued ID token"
+            " (AssumeRoleWithWebIdentity) to read the s3:// models; rendered as ACK IAM objects trusting only that"
+            " service account. Required outside dev when an app loads an s3:// model.",
+        ),
+    ]
+    service_account_unique_id: Annotated[
+        str | None,
+        Field(
+            default=None,
+            pattern=r"^[0-9]{10,32}$",
+            description="Numeric unique id of the service account (`gcloud iam service-accounts describe <email>"
+            " --format='value(uniqueId)'`, or the IAMServiceAccount's status.uniqueId once it exists): the subject"
+            " the AWS role trusts. Required with aws_role_arn.",
+        ),
+    ]
 
     @field_validator("cluster")
     @classmethod
@@ -104,8 +133,25 @@ class CloudRunTargetConfig(TargetConfigBase):
             )
         return value
 
+    @model_validator(mode="after")
+    def aws_role_trusts_one_service_account(self) -> CloudRunTargetConfig:
+        # Every Google service account can get an ID token for any audience, so a trust on the audience alone would
+        # let any of them assume the role: it must also pin the subject, which only the account's unique id names.
+        if self.aws_role_arn is not None and self.service_account_unique_id is None:
+            raise rule_error(
+                "aws_role_trusts_one_service_account",
+                field="service_account_unique_id",
+                got=None,
+                rule="the AWS role's trust must name the one Google service account that may assume it, by unique id",
+                hint=f"set service_account_unique_id to the output of `gcloud iam service-accounts describe"
+                f" {self.service_account}@<project>.iam.gserviceaccount.com --format='value(uniqueId)'`",
+                related=("aws_role_arn",),
+            )
+        return self
+
     def spec_errors(self, spec: Spec) -> Iterator[PydanticCustomError]:
-        """The Cloud Run rules: service names, secrets, GPUs, instance sizes."""
+        """The Cloud Run rules: AWS identity, service names, secrets, GPUs, instance sizes."""
+        yield from _s3_models_need_aws_role(self, spec)
         yield from _service_names_fit(spec)
         yield from _secrets_without_key(spec)
         yield from _gpu_rules(self, spec)
@@ -115,6 +161,26 @@ class CloudRunTargetConfig(TargetConfigBase):
 def service_name(spec_env: str, app: App) -> str:
     """The Cloud Run service of an app: `<env>-<app>`."""
     return f"{spec_env}-{app.name}"
+
+
+def _s3_models_need_aws_role(target: CloudRunTargetConfig, spec: Spec) -> Iterator[PydanticCustomError]:
+    # Cloud Run has no AWS identity of its own: without a role to assume, the only way to S3 is a stored key pair,
+    # which no_static_aws_keys_outside_dev refuses outside dev.
+    if spec.env.tier == "dev" or target.aws_role_arn is not None:
+        return
+    for i, app in enumerate(spec.apps):
+        if app.model is not None and app.model.uri.startswith("s3://"):
+            yield rule_error(
+                "cloudrun_s3_models_need_aws_role",
+                field="env.target.aws_role_arn",
+                got=None,
+                rule=f"app {app.name} loads {app.model.uri}, and a {spec.env.tier} Cloud Run service reaches S3 only"
+                " by assuming an AWS role with its Google identity",
+                hint="set env.target.aws_role_arn (and service_account_unique_id), or serve the model from the image"
+                " (file://)",
+                related=(f"apps.{i}.model.uri", "env.tier"),
+            )
+            return
 
 
 def _service_names_fit(spec: Spec) -> Iterator[PydanticCustomError]:
@@ -282,6 +348,20 @@ def _command(plan: EnvPlan, app_plan: AppPlan) -> list[str]:
     return ["/bin/sh", "-c", single_node.start_script(size, SHUTDOWN_GRACE_S)]
 
 
+def _aws_role_env(plan: EnvPlan, app: App) -> list[dict[str, str]]:
+    """What tells the container to assume the AWS role with an ID token (serve_apps/common/web_identity.py); the
+    session name is the service, so CloudTrail shows which service read a model."""
+    target = target_of(plan, CloudRunTargetConfig)
+    if target.aws_role_arn is None:
+        return []
+    values = {
+        ROLE_ARN_ENV: target.aws_role_arn,
+        SESSION_NAME_ENV: service_name(plan.name, app),
+        AUDIENCE_ENV: ID_TOKEN_AUDIENCE,
+    }
+    return [{"name": var, "value": value} for var, value in sorted(values.items())]
+
+
 def run_v2_service(plan: EnvPlan, app_plan: AppPlan) -> dict[str, Any]:
     """The Cloud Run Admin API v2 Service body (JSON names) of one app."""
     app = app_plan.app
@@ -290,7 +370,7 @@ def run_v2_service(plan: EnvPlan, app_plan: AppPlan) -> dict[str, Any]:
     low, high = single_node.task_count(app)
     command = _command(plan, app_plan)
     port = single_node.serve_port(plan)
-    env: list[dict[str, Any]] = list(single_node.container_env(plan, app_plan))
+    env: list[dict[str, Any]] = list(single_node.container_env(plan, app_plan)) + _aws_role_env(plan, app)
     for var, ref in sorted(app_plan.secrets.items()):
         owner, name, version = _secret(ref, project)
         secret = name if owner == project else f"projects/{owner}/secrets/{name}"
@@ -391,19 +471,20 @@ def knative_service(plan: EnvPlan, app_plan: AppPlan) -> dict[str, Any]:
     }
 
 
-def _kcc(plan: EnvPlan, api_version: str, kind: str, name: str, wave: int, spec: dict[str, Any]) -> dict[str, Any]:
+def _metadata(plan: EnvPlan, name: str, wave: int) -> dict[str, Any]:
     target = target_of(plan, CloudRunTargetConfig)
     return {
-        "apiVersion": api_version,
-        "kind": kind,
-        "metadata": {
-            "name": name,
-            "namespace": target.namespace,
-            "labels": {**MANAGED_BY, "serving.toolkit/env": plan.name},
-            "annotations": {SYNC_WAVE: str(wave), "cnrm.cloud.google.com/project-id": str(plan.cluster.account)},
-        },
-        "spec": spec,
+        "name": name,
+        "namespace": target.namespace,
+        "labels": {**MANAGED_BY, "serving.toolkit/env": plan.name},
+        "annotations": {SYNC_WAVE: str(wave)},
     }
+
+
+def _kcc(plan: EnvPlan, api_version: str, kind: str, name: str, wave: int, spec: dict[str, Any]) -> dict[str, Any]:
+    metadata = _metadata(plan, name, wave)
+    metadata["annotations"]["cnrm.cloud.google.com/project-id"] = str(plan.cluster.account)
+    return {"apiVersion": api_version, "kind": kind, "metadata": metadata, "spec": spec}
 
 
 def run_service(plan: EnvPlan, app_plan: AppPlan) -> dict[str, Any]:
@@ -473,6 +554,22 @@ def iam_objects(plan: EnvPlan) -> list[dict[str, Any]]:
     return [account, *members]
 
 
+def aws_role_objects(plan: EnvPlan) -> list[dict[str, Any]]:
+    """With aws_role_arn, the role the services assume and its model-read policy, as ACK IAM objects beside the
+    Config Connector ones (same namespace and Argo CD Application, wave -1), trusting only the service account."""
+    target = target_of(plan, CloudRunTargetConfig)
+    if target.aws_role_arn is None:
+        return []
+    unique_id = target.service_account_unique_id
+    assert unique_id is not None  # aws_role_trusts_one_service_account
+    return aws_iam.role_objects(
+        plan,
+        target.aws_role_arn,
+        lambda account, partition: aws_iam.google_trust(unique_id, ID_TOKEN_AUDIENCE),
+        lambda name, wave: _metadata(plan, name, wave),
+    )
+
+
 def _sizing(plan: EnvPlan, app: App) -> list[str]:
     shape = instance_shape(plan.spec, app)
     gpu = f" + 1 {shape.gpu}" if shape.gpu else ""
@@ -505,8 +602,8 @@ def _parity(target: CloudRunTargetConfig) -> dict[str, Honour]:
         "env.serve.throughput_optimized": exact(single_node.THROUGHPUT_PARITY),
         "env.serve.warm_workers": warning(single_node.WARM_WORKERS_PARITY),
         "apps[].model.uri": exact(
-            "args.model.uri in the Serve config; Cloud Run has no AWS identity, so an s3:// model needs AWS"
-            " credentials among the secrets (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
+            "args.model.uri in the Serve config; an s3:// model is read as env.target.aws_role_arn, assumed with the"
+            " service account's Google ID token (required outside dev: cloudrun_s3_models_need_aws_role)"
         ),
         "head_group.num_cpus": warning(f"no separate head: {per_instance}, plus a fixed Ray overhead"),
         "head_group.memory_gib": warning(f"no separate head: {per_instance}, plus a fixed Ray overhead"),
@@ -572,7 +669,7 @@ def build(plan: EnvPlan) -> TargetOutput:
     """Native bodies and Config Connector objects for every app of one environment."""
     target = target_of(plan, CloudRunTargetConfig)
     native: list[NativeBody] = []
-    manifests = iam_objects(plan)
+    manifests = iam_objects(plan) + aws_role_objects(plan)
     serve_configs: dict[str, str] = {}
     sizing: list[str] = []
     for app_plan in plan.apps:

@@ -79,11 +79,12 @@ def s3_client() -> Any:
     """A boto3 S3 client configured the standard AWS way.
 
     boto3 itself reads credentials, AWS_DEFAULT_REGION and AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 (LocalStack);
-    AWS_REGION is passed on because botocore only reads it for some services.
+    AWS_REGION is passed on because botocore only reads it for some services. With AWS_ROLE_ARN and no token file
+    (Cloud Run), the credentials are the role's, assumed with a Google ID token (serve_apps/common/web_identity.py).
     """
-    import boto3
+    from serve_apps.common.web_identity import boto3_session
 
-    return boto3.client("s3", region_name=os.environ.get("AWS_REGION") or None)
+    return boto3_session().client("s3", region_name=os.environ.get("AWS_REGION") or None)
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:

@@ -1,4 +1,4 @@
-"""The IAM the AWS targets render: the workloads' role reads the environment's models and nothing else."""
+"""The IAM the targets render: the workloads' role reads the environment's models and nothing else."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def s3_models(env: str) -> list[str]:
     )
 
 
-AWS_ENVS = ["dev", "bench", "staging", "prod", "staging-ecs"]
+AWS_ENVS = ["dev", "bench", "staging", "prod", "staging-ecs", "staging-cloudrun"]
 
 
 @pytest.mark.parametrize("env", AWS_ENVS)
@@ -120,8 +120,24 @@ def test_role_attaches_its_environments_policy_and_nothing_else(
     assert waves == {"-1"} and min(workload_waves) > -1  # the role exists before anything runs as it
 
 
-def test_no_iam_for_cloud_run(repo_objects: dict[str, list[dict[str, Any]]]) -> None:
-    assert not [o for o in repo_objects["staging-cloudrun"] if o["apiVersion"] == IAM]
+def test_cloud_run_role_trusts_only_its_service_accounts_google_tokens(
+    repo_objects: dict[str, list[dict[str, Any]]],
+) -> None:
+    spec = load_specs(ROOT, ["staging-cloudrun"])["staging-cloudrun"]
+    target = spec.env.target
+    [role] = of_kind(repo_objects["staging-cloudrun"], IAM, "Role")
+    assert f"arn:aws:iam::222222222222:role{role['spec']['path']}{role['spec']['name']}" == target.aws_role_arn
+    [statement] = json.loads(role["spec"]["assumeRolePolicyDocument"])["Statement"]
+    assert statement["Principal"] == {"Federated": "accounts.google.com"}
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+    unique_id = target.service_account_unique_id
+    assert statement["Condition"] == {
+        "StringEquals": {
+            "accounts.google.com:aud": unique_id,
+            "accounts.google.com:sub": unique_id,
+            "accounts.google.com:oaud": "sts.amazonaws.com",
+        }
+    }
 
 
 def test_two_environments_owning_one_role_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,5 +1,5 @@
-"""The Cloud Run target: knative and v2 bodies and Config Connector objects from the fixture envs `run` and
-`run-gpu`, their validation, and the Cloud Run spec rules (GPUs, secrets, names, sizes)."""
+"""The Cloud Run target: knative and v2 bodies, Config Connector and ACK IAM objects from the fixture envs `run` and
+`run-gpu`, their validation, and the Cloud Run spec rules (AWS identity, GPUs, secrets, names, sizes)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import yaml
 
 from render.pipeline import render_repo
 from render.validate.cloudrun import run_service_problems
+from render.validate.crd import CrdIndex, validate
 from render.validate.knative import knative_service_problems
 from render.validate.serve import serve_config_problems
 from tests.golden_tree import TARGETS_REPO, render_fixture
@@ -300,3 +301,144 @@ def test_throughput_mode_sets_ray_serve_variables_in_every_form(targets_repo: Pa
 def test_throughput_mode_is_off_in_services_unless_stated(files: dict[str, str]) -> None:
     env = v2(files, "run", "echo")["template"]["containers"][0]["env"]
     assert not any(e["name"].startswith("RAY_SERVE_") for e in env)
+
+
+ROLE_ENV = {
+    "AWS_ROLE_ARN": "arn:aws:iam::111111111111:role/serving-run",
+    "AWS_ROLE_SESSION_NAME": "run-echo",
+    "GOOGLE_ID_TOKEN_AUDIENCE": "sts.amazonaws.com",
+}
+STATIC_KEYS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
+
+
+def todays_staging_cloudrun(data: dict[str, Any]) -> None:
+    """What deployments/staging-cloudrun held before federation: a read-only IAM user's key pair, no role."""
+    target = data["env"]["target"]
+    del target["aws_role_arn"], target["service_account_unique_id"]
+    data["env"]["secrets"].update(
+        AWS_ACCESS_KEY_ID={"gcp_secret_manager": "models-reader-access-key-id"},
+        AWS_SECRET_ACCESS_KEY={"gcp_secret_manager": "models-reader-secret-access-key"},
+    )
+
+
+def test_static_aws_keys_are_refused_outside_dev(targets_repo: Path) -> None:
+    edit(targets_repo, RUN, todays_staging_cloudrun)
+    assert only_problem(targets_repo, ["run"]) == (
+        "deployments/run/env.yaml: env.secrets.AWS_ACCESS_KEY_ID: got {'gcp_secret_manager': "
+        "'models-reader-access-key-id'}; a staging environment gets AWS credentials by assuming a role, not from a "
+        "stored key that never rotates. Hint: set env.target.aws_role_arn and remove the keys"
+    )
+
+
+def test_static_aws_keys_are_accepted_in_dev(targets_repo: Path) -> None:
+    keys = {"AWS_ACCESS_KEY_ID": {"gcp_secret_manager": "k"}, "AWS_SECRET_ACCESS_KEY": {"gcp_secret_manager": "s"}}
+    edit(targets_repo, RUN_GPU, lambda d: d["env"].update(secrets=keys))
+    files = render_repo(targets_repo, None, ["run-gpu"]).files
+    assert {e["name"] for e in v2(files, "run-gpu", "echo")["template"]["containers"][0]["env"]} >= set(keys)
+
+
+def test_s3_models_outside_dev_need_an_aws_role(targets_repo: Path) -> None:
+    edit(targets_repo, RUN, lambda d: d["env"]["target"].pop("aws_role_arn"))
+    assert only_problem(targets_repo, ["run"]) == (
+        "deployments/run/env.yaml: env.target.aws_role_arn: got None; app echo loads s3://models/echo.bin, and a "
+        "staging Cloud Run service reaches S3 only by assuming an AWS role with its Google identity. Hint: set "
+        "env.target.aws_role_arn (and service_account_unique_id), or serve the model from the image (file://)"
+    )
+
+
+def test_the_aws_role_needs_the_service_accounts_unique_id(targets_repo: Path) -> None:
+    edit(targets_repo, RUN, lambda d: d["env"]["target"].pop("service_account_unique_id"))
+    assert only_problem(targets_repo, ["run"]).startswith(
+        "deployments/run/env.yaml: env.target.service_account_unique_id: got None; the AWS role's trust must name "
+        "the one Google service account that may assume it, by unique id. Hint: set service_account_unique_id to "
+        "the output of `gcloud iam service-accounts describe serving-run@<project>.iam.gserviceaccount.com"
+    )
+
+
+def test_a_malformed_aws_role_arn_is_refused(targets_repo: Path) -> None:
+    edit(targets_repo, RUN, lambda d: d["env"]["target"].update(aws_role_arn="serving-run"))
+    assert only_problem(targets_repo, ["run"]).startswith(
+        "deployments/run/env.yaml: env.target.aws_role_arn: got 'serving-run';"
+    )
+
+
+def test_every_form_tells_the_container_the_role_and_holds_no_aws_key(files: dict[str, str]) -> None:
+    for app_name in ("echo", "echo-two"):
+        role_env = {**ROLE_ENV, "AWS_ROLE_SESSION_NAME": f"run-{app_name}"}
+        forms = [
+            v2(files, "run", app_name)["template"]["containers"][0]["env"],
+            knative(files, "run", app_name)["spec"]["template"]["spec"]["containers"][0]["env"],
+            yaml.safe_load(files[f"run/run.cnrm.cloud.google.com.RunService-run-{app_name}.yaml"])["spec"]["template"][
+                "containers"
+            ][0]["env"],
+        ]
+        for env in forms:
+            values = {e["name"]: e.get("value") for e in env}
+            assert role_env.items() <= values.items()
+            assert not STATIC_KEYS & set(values)
+
+
+def test_no_aws_role_env_without_a_role(files: dict[str, str]) -> None:
+    env = v2(files, "run-gpu", "echo")["template"]["containers"][0]["env"]
+    assert not {e["name"] for e in env} & set(ROLE_ENV)
+    assert not [p for p in files if p.startswith("run-gpu/iam.services.k8s.aws.")]
+
+
+def iam_objects(files: dict[str, str], env: str) -> dict[str, dict[str, Any]]:
+    return {
+        path.removeprefix(f"{env}/"): yaml.safe_load(text)
+        for path, text in files.items()
+        if path.startswith(f"{env}/iam.services.k8s.aws.")
+    }
+
+
+def test_the_aws_role_trusts_only_the_service_accounts_google_tokens(files: dict[str, str]) -> None:
+    objects = iam_objects(files, "run")
+    assert sorted(objects) == [
+        "iam.services.k8s.aws.Policy-serving-run-models-read.yaml",
+        "iam.services.k8s.aws.Role-serving-run.yaml",
+    ]
+    role = objects["iam.services.k8s.aws.Role-serving-run.yaml"]
+    assert role["metadata"]["namespace"] == "serving-run"  # beside the Config Connector objects, same Application
+    assert role["metadata"]["annotations"] == {"argocd.argoproj.io/sync-wave": "-1"}
+    assert (role["spec"]["name"], role["spec"]["path"]) == ("serving-run", "/")
+    assert role["spec"]["policyRefs"] == [{"from": {"name": "serving-run-models-read"}}]
+    assert json.loads(role["spec"]["assumeRolePolicyDocument"]) == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Federated": "accounts.google.com"},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {
+                    "StringEquals": {
+                        "accounts.google.com:aud": "112233445566778899001",
+                        "accounts.google.com:sub": "112233445566778899001",
+                        "accounts.google.com:oaud": "sts.amazonaws.com",
+                    }
+                },
+            }
+        ],
+    }
+    policy = json.loads(objects["iam.services.k8s.aws.Policy-serving-run-models-read.yaml"]["spec"]["policyDocument"])
+    assert policy["Statement"] == [
+        {
+            "Sid": "ReadModels",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": ["arn:aws:s3:::models/echo.bin"],
+        }
+    ]
+
+
+@pytest.mark.skipif(
+    not (CRDS / "ack-iam").is_dir(), reason="../shared/crds/ack-iam not found: ACK IAM CRDs not checked"
+)
+def test_the_aws_role_objects_pass_the_closed_ack_iam_crds(files: dict[str, str]) -> None:
+    index = CrdIndex(CRDS)
+    for path, manifest in iam_objects(files, "run").items():
+        assert index.has(manifest["apiVersion"], manifest["kind"]), path
+        assert validate(manifest, index) == [], path
+    role = iam_objects(files, "run")["iam.services.k8s.aws.Role-serving-run.yaml"]
+    role["spec"]["assumeRolePolicy"] = role["spec"].pop("assumeRolePolicyDocument")
+    assert validate(role, index) != []  # a misspelt field fails here, not in the cluster

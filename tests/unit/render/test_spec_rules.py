@@ -328,3 +328,18 @@ def test_keep_alive_below_an_alb_idle_timeout_is_refused(repo: Path) -> None:
         "deployments/dev/env.yaml: env.serve.keep_alive_timeout_s: got 5; the proxy would close idle connections"
         " before a load balancer does (an ALB after 60 s by default)"
     )
+
+
+def test_no_static_aws_keys_outside_dev_among_app_secrets(repo: Path) -> None:
+    edit(repo, PROD, lambda d: app(d, "echo").update(secrets={"AWS_SESSION_TOKEN": {"aws_secrets_manager": "tok"}}))
+    assert only_problem(repo, ["prod"]) == (
+        "deployments/prod/env.yaml: apps[echo].secrets.AWS_SESSION_TOKEN: got {'aws_secrets_manager': 'tok'}; a prod"
+        " environment gets AWS credentials by assuming a role, not from a stored key that never rotates. Hint: remove"
+        " the keys: the workloads assume the IAM role the target renders (env.target.service_account.iam_role_arn on"
+        " kuberay, env.target.task_role_arn on ecs)"
+    )
+
+
+def test_static_aws_keys_are_allowed_in_dev(repo: Path) -> None:
+    edit(repo, DEV, lambda d: d["env"].setdefault("secrets", {}).update(AWS_ACCESS_KEY_ID={"aws_secrets_manager": "k"}))
+    assert "AWS_ACCESS_KEY_ID" in load_specs(repo, ["dev"])["dev"].env.secrets
