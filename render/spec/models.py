@@ -10,52 +10,12 @@ from pydantic import Field, field_validator, model_validator
 from render.spec.base import EnvVarName, K8sName, StrictModel
 from render.spec.packing import GpuDemand, GpuNode, unplaced_replicas
 from render.spec.rules import rule_error
+from render.spec.secrets import SecretRef
 from render.targets import TargetConfig
 from serve_apps.common.artifact import ModelArtifact
 
-SECRET_NAME_PATTERN = r"^[A-Za-z0-9/_+=.@-]{1,512}$"  # noqa: S105 - a pattern, not a secret
-SECRETS_MANAGER_ARN_PATTERN = r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$"
-GCP_SECRET_PATTERN = r"^(projects/[a-z0-9-]+/secrets/)?[A-Za-z0-9_-]{1,255}(/versions/(latest|\d+))?$"  # noqa: S105
 IMAGE_DIGEST_PATTERN = re.compile(r"@sha256:[0-9a-f]{64}$")
 STATIC_AWS_KEY_VARS = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"})
-
-
-class SecretRef(StrictModel):
-    """Where a secret lives: a reference only, never the value."""
-
-    aws_secrets_manager: Annotated[
-        str | None,
-        Field(
-            default=None,
-            pattern=f"({SECRETS_MANAGER_ARN_PATTERN})|({SECRET_NAME_PATTERN})",
-            description="AWS Secrets Manager secret ARN or name.",
-        ),
-    ]
-    gcp_secret_manager: Annotated[
-        str | None,
-        Field(
-            default=None,
-            pattern=GCP_SECRET_PATTERN,
-            description="GCP Secret Manager secret: `projects/<p>/secrets/<name>[/versions/<v>]` or a bare name.",
-        ),
-    ]
-    key: Annotated[
-        str | None,
-        Field(default=None, description="Property inside a JSON secret; unset means the whole secret string."),
-    ]
-
-    @model_validator(mode="after")
-    def exactly_one_secret_source(self) -> SecretRef:
-        sources = [s for s in (self.aws_secrets_manager, self.gcp_secret_manager) if s is not None]
-        if len(sources) != 1:
-            raise rule_error(
-                "exactly_one_secret_source",
-                field="",
-                got=len(sources),
-                rule="a secret reference names exactly one store",
-                hint="set one of aws_secrets_manager or gcp_secret_manager",
-            )
-        return self
 
 
 Secrets = Annotated[

@@ -25,6 +25,7 @@ from pydantic_core import PydanticCustomError
 
 from render.spec.base import K8sName, StrictModel
 from render.spec.rules import rule_error
+from render.spec.secrets import SECRETS_MANAGER_ARN_PATTERN
 from render.targets import aws_iam, single_node
 from render.targets.base import (
     Honour,
@@ -238,9 +239,6 @@ def _task_fits(target: EcsTargetConfig, spec: Spec) -> Iterator[PydanticCustomEr
 
 
 def _secrets_are_arns(spec: Spec) -> Iterator[PydanticCustomError]:
-    # Imported here: render.spec.models imports this module (through the TargetConfig union) before defining it.
-    from render.spec.models import SECRETS_MANAGER_ARN_PATTERN
-
     scopes = [("env.secrets", spec.env.secrets)] + [(f"apps.{i}.secrets", a.secrets) for i, a in enumerate(spec.apps)]
     for scope, secrets in scopes:
         for var, ref in secrets.items():
@@ -400,14 +398,24 @@ def register_task_definition(plan: EnvPlan, app_plan: AppPlan) -> dict[str, Any]
 
 
 def create_service(plan: EnvPlan, app_plan: AppPlan, family: str) -> dict[str, Any]:
-    """The CreateService body of one app; desiredCount starts at the fewest tasks (the autoscaler owns it after)."""
+    """The CreateService body of one app. desiredCount is the fixed count, or for an autoscaled app its most tasks.
+
+    ACK's ECS controller has no way to leave desiredCount to Application Auto Scaling: it compares the count in the
+    Service object with AWS's (aws-controllers-k8s/ecs-controller pkg/resource/service/delta.go), and every update
+    it sends, a rollout's new task definition included, carries the whole spec, count too (sdk.go
+    newUpdateRequestPayload); after each call it writes AWS's answer back into the object (aws-controllers-k8s/runtime
+    pkg/runtime/reconciler.go, patchResourceMetadataAndSpec). So each update resets an autoscaled service to the
+    count it was created with. Created at the most tasks, that reset adds capacity instead of removing it, and the
+    autoscaler scales back in after its cooldown.
+    """
     target = target_of(plan, EcsTargetConfig)
     app = app_plan.app
+    low, high = single_node.task_count(app)
     body: dict[str, Any] = {
         "cluster": plan.cluster.name,
         "serviceName": service_name(plan, app),
         "taskDefinition": family,
-        "desiredCount": single_node.task_count(app)[0],
+        "desiredCount": high if _autoscaled(app) else low,
         "launchType": target.capacity.upper(),
         "networkConfiguration": {
             "awsvpcConfiguration": {
@@ -507,6 +515,12 @@ def _ack_metadata(plan: EnvPlan, name: str, wave: int) -> dict[str, Any]:
     }
 
 
+def _autoscaled(app: App) -> bool:
+    """Whether Application Auto Scaling scales the app's task count (its range is not a single count)."""
+    low, high = single_node.task_count(app)
+    return low != high
+
+
 def _app_objects(plan: EnvPlan, app_plan: AppPlan) -> tuple[list[NativeBody], list[dict[str, Any]]]:
     app = app_plan.app
     task_definition = register_task_definition(plan, app_plan)
@@ -520,8 +534,7 @@ def _app_objects(plan: EnvPlan, app_plan: AppPlan) -> tuple[list[NativeBody], li
         _ack(plan, f"{ECS_GROUP}/v1alpha1", "TaskDefinition", task_definition_object, 0, ack_spec(task_definition)),
         _ack(plan, f"{ECS_GROUP}/v1alpha1", "Service", app.name, 1, ack_service),
     ]
-    low, high = single_node.task_count(app)
-    if low != high:
+    if _autoscaled(app):
         target_body = register_scalable_target(plan, app)
         policy = put_scaling_policy(plan, app)
         native.append(NativeBody(app.name, "application-autoscaling.RegisterScalableTarget", target_body))
@@ -640,11 +653,13 @@ def build(plan: EnvPlan) -> TargetOutput:
             plan, app_plan
         )
         sizing += _sizing(plan, app_plan.app)
-    autoscaled = any(m["kind"] == "ScalableTarget" for m in manifests)
-    ignore = (
-        # Application Auto Scaling owns the task count; without this Argo CD would reset it on every sync.
-        [{"group": ECS_GROUP, "kind": "Service", "jsonPointers": ["/spec/desiredCount"]}] if autoscaled else []
-    )
+    # Argo CD leaves the count of each autoscaled service alone, by name: a kind-wide ignore also froze the count
+    # of fixed-count services, so a new count in git was never applied.
+    ignore = [
+        {"group": ECS_GROUP, "kind": "Service", "name": a.app.name, "jsonPointers": ["/spec/desiredCount"]}
+        for a in plan.apps
+        if _autoscaled(a.app)
+    ]
     return TargetOutput(
         manifests=manifests,
         serve_configs=serve_configs,

@@ -11,6 +11,8 @@ from pydantic_core import PydanticCustomError
 
 from render.spec.base import K8sName, StrictModel
 from render.spec.nodes import NodeSettings, NodeType, accelerator_selector
+from render.spec.rules import rule_error
+from render.spec.secrets import SecretRef
 from render.targets import aws_iam
 from render.targets.base import Honour, TargetConfigBase, TargetOutput, error, exact, secret_parity, target_of
 from render.targets.node_fit import node_errors
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from render.plan import EnvPlan
-    from render.spec.models import HeadGroup, SecretRef, Spec, WorkerGroup
+    from render.spec.models import HeadGroup, Spec, WorkerGroup
 
 PART_OF = "app.kubernetes.io/part-of"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "serving-toolkit"}
@@ -29,15 +31,42 @@ SYNC_WAVE = "argocd.argoproj.io/sync-wave"
 
 
 class ServiceAccountConfig(StrictModel):
-    """The Kubernetes service account of the Ray pods, bound to an IAM role through IRSA."""
+    """The Kubernetes service account of the Ray worker pods (where replicas load models), bound to an IAM role
+    through IRSA."""
 
-    name: Annotated[K8sName, Field(default="serving", description="Service account name.")]
+    name: Annotated[K8sName, Field(default="serving", description="Service account name of the worker pods.")]
     iam_role_arn: Annotated[
         str,
         Field(
             pattern=aws_iam.ROLE_ARN_PATTERN,
-            description="IAM role the pods assume (IRSA). On eks the toolkit renders it (ACK IAM): read on the"
+            description="IAM role the worker pods assume (IRSA). On eks the toolkit renders it (ACK IAM): read on the"
             " model prefixes only, trusted by this service account alone.",
+        ),
+    ]
+
+
+class GcsFaultTolerance(StrictModel):
+    """KubeRay's GCS fault tolerance: the head keeps the cluster's state in an external Redis, so a new head takes
+    over the running workers and apps instead of every node restarting with it."""
+
+    redis_address: Annotated[
+        str,
+        Field(
+            pattern=r"^(rediss?://)?[A-Za-z0-9.-]+:\d{1,5}$",
+            description="host:port of the Redis (e.g. an ElastiCache primary endpoint); rediss:// for TLS.",
+        ),
+    ]
+    redis_password: Annotated[
+        SecretRef | None,
+        Field(default=None, description="Secret holding the Redis password (AUTH token); a reference, never a value."),
+    ]
+    external_storage_namespace: Annotated[
+        str | None,
+        Field(
+            default=None,
+            pattern=r"^[A-Za-z0-9_-]{1,64}$",
+            description="Key prefix in Redis; unset, KubeRay uses the RayCluster's UID, so each new cluster of an"
+            " upgrade starts with its own state.",
         ),
     ]
 
@@ -59,7 +88,25 @@ class KubeRayTargetConfig(TargetConfigBase):
             description="RayService name; KubeRay appends suffixes, so at most 47 characters.",
         ),
     ]
-    service_account: Annotated[ServiceAccountConfig, Field(description="Pod identity for S3 and secrets.")]
+    service_account: Annotated[
+        ServiceAccountConfig, Field(description="Identity of the worker pods (replicas): S3 models through IRSA.")
+    ]
+    head_service_account: Annotated[
+        K8sName,
+        Field(
+            default="serving-head",
+            description="Service account of the head pod, with no AWS role (the head runs no replica). KubeRay binds"
+            " its autoscaler Role (patch pods and RayClusters) to this account, so no worker shares it.",
+        ),
+    ]
+    gcs_fault_tolerance: Annotated[
+        GcsFaultTolerance | None,
+        Field(
+            default=None,
+            description="External Redis for the head's state (rayClusterConfig.gcsFaultToleranceOptions); required"
+            " in prod: without it, losing the head restarts every worker and every app.",
+        ),
+    ]
     secret_store: Annotated[
         K8sName,
         Field(
@@ -87,10 +134,47 @@ class KubeRayTargetConfig(TargetConfigBase):
             self._node_types = context.get("node_types", {})
         return self
 
+    @model_validator(mode="after")
+    def head_and_workers_have_their_own_accounts(self) -> KubeRayTargetConfig:
+        # KubeRay binds its Role (patch pods, patch RayClusters) to the head pod's service account
+        # (ray-project/kuberay ray-operator/controllers/ray/common/rbac.go BuildRoleBinding, subject from
+        # utils.GetHeadGroupServiceAccountName): a worker sharing it could patch the cluster from any replica.
+        if self.head_service_account == self.service_account.name:
+            raise rule_error(
+                "head_and_workers_have_their_own_accounts",
+                field="head_service_account",
+                got=self.head_service_account,
+                rule="the head's service account carries KubeRay's RBAC and must not be the workers' one",
+                hint="give service_account.name and head_service_account different names",
+                related=("service_account.name",),
+            )
+        return self
+
     def spec_errors(self, spec: Spec) -> Iterator[PydanticCustomError]:
-        """On eks: pods that fit their nodes' allocatable and select nodes by labels something sets."""
+        """On eks: pods that fit their nodes' allocatable and select nodes by labels something sets; GCS fault
+        tolerance in prod."""
         if self._nodes is not None:
             yield from node_errors(spec, self._nodes, self._node_types)
+        password = None if self.gcs_fault_tolerance is None else self.gcs_fault_tolerance.redis_password
+        if password is not None and password.aws_secrets_manager is None:
+            yield rule_error(
+                "secrets_match_target_store",
+                field="env.target.gcs_fault_tolerance.redis_password",
+                got=password.model_dump(exclude_none=True),
+                rule="a kuberay target reads secrets from aws_secrets_manager",
+                hint="reference the secret with aws_secrets_manager",
+            )
+        if spec.env.tier == "prod" and self.gcs_fault_tolerance is None:
+            yield rule_error(
+                "gcs_fault_tolerance_in_prod",
+                field="env.target.gcs_fault_tolerance",
+                got=None,
+                rule="a prod RayService needs GCS fault tolerance: without it, losing the head pod restarts every"
+                " worker and takes every app down with it",
+                hint="set env.target.gcs_fault_tolerance.redis_address (an external Redis, e.g. ElastiCache) and"
+                " redis_password",
+                related=("env.tier",),
+            )
 
 
 def secret_object_name(env_var: str) -> str:
@@ -155,7 +239,7 @@ def _head_group(plan: EnvPlan, head: HeadGroup) -> dict[str, Any]:
         {"containerPort": METRICS_PORT, "name": "metrics"},
     ]
     pod_spec: dict[str, Any] = {
-        "serviceAccountName": target.service_account.name,
+        "serviceAccountName": target.head_service_account,
         "containers": [_container(plan, "ray-head", head.num_cpus, head.memory_gib, 0, ports)],
     }
     node_selector = {} if head.node_type is None else {INSTANCE_TYPE: head.node_type}
@@ -221,6 +305,9 @@ def rayservice(plan: EnvPlan) -> dict[str, Any]:
     }
     if plan.autoscaling:
         cluster_config["autoscalerOptions"] = {"upscalingMode": "Default", "idleTimeoutSeconds": 60}
+    fault_tolerance = target_of(plan, KubeRayTargetConfig).gcs_fault_tolerance
+    if fault_tolerance is not None:
+        cluster_config["gcsFaultToleranceOptions"] = _gcs_fault_tolerance(fault_tolerance)
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayService",
@@ -233,16 +320,32 @@ def rayservice(plan: EnvPlan) -> dict[str, Any]:
     }
 
 
-def service_account(plan: EnvPlan) -> dict[str, Any]:
-    """The pods' ServiceAccount with the IRSA role annotation."""
-    account = target_of(plan, KubeRayTargetConfig).service_account
-    return {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": _metadata(
-            plan, account.name, wave=0, annotations={SYNC_WAVE: "0", "eks.amazonaws.com/role-arn": account.iam_role_arn}
-        ),
-    }
+# The Secret KubeRay reads the Redis password from (gcsFaultToleranceOptions.redisPassword.valueFrom).
+REDIS_PASSWORD_SECRET_VAR = "RAY_GCS_REDIS_PASSWORD"  # noqa: S105 - a variable name, not a secret
+
+
+def _gcs_fault_tolerance(options: GcsFaultTolerance) -> dict[str, Any]:
+    # KubeRay sets RAY_REDIS_ADDRESS, RAY_external_storage_namespace and the password on the head, and a longer GCS
+    # reconnect timeout on the workers (ray-project/kuberay ray-operator/controllers/ray/common/pod.go,
+    # configureGCSFaultTolerance), so the workers wait for a new head instead of exiting with the old one.
+    out: dict[str, Any] = {"redisAddress": options.redis_address}
+    if options.redis_password is not None:
+        name = secret_object_name(REDIS_PASSWORD_SECRET_VAR)
+        out["redisPassword"] = {"valueFrom": {"secretKeyRef": {"name": name, "key": "value"}}}
+    if options.external_storage_namespace is not None:
+        out["externalStorageNamespace"] = options.external_storage_namespace
+    return out
+
+
+def service_accounts(plan: EnvPlan) -> list[dict[str, Any]]:
+    """The workers' ServiceAccount with the IRSA role annotation, and the head's, with no AWS role."""
+    target = target_of(plan, KubeRayTargetConfig)
+    account = target.service_account
+    irsa = {SYNC_WAVE: "0", "eks.amazonaws.com/role-arn": account.iam_role_arn}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _metadata(plan, account.name, 0, annotations=irsa)},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _metadata(plan, target.head_service_account, 0)},
+    ]
 
 
 def iam_role(plan: EnvPlan) -> list[dict[str, Any]]:
@@ -355,8 +458,11 @@ def _parity() -> dict[str, Honour]:
 def build(plan: EnvPlan) -> TargetOutput:
     """All KubeRay-target manifests of one environment."""
     service = rayservice(plan)
-    manifests = [*iam_role(plan), service_account(plan), service, pod_monitor(plan)]
+    manifests = [*iam_role(plan), *service_accounts(plan), service, pod_monitor(plan)]
     manifests += [external_secret(plan, var, ref) for var, ref in plan.secrets.items()]
+    fault_tolerance = target_of(plan, KubeRayTargetConfig).gcs_fault_tolerance
+    if fault_tolerance is not None and fault_tolerance.redis_password is not None:
+        manifests.append(external_secret(plan, REDIS_PASSWORD_SECRET_VAR, fault_tolerance.redis_password))
     # No ignoreDifferences on worker replicas: the Ray autoscaler patches the RayCluster KubeRay made, never the
     # RayService, and KubeRay hashes the RayService's cluster spec without replicas, min and max replicas when it
     # decides whether a change needs a new cluster (ray-project/kuberay ray-operator/controllers/ray/utils/util.go,

@@ -69,9 +69,16 @@ def test_policy_grants_get_object_on_the_model_folders_only(
 
 
 @pytest.mark.parametrize("env", ["dev", "bench", "staging", "prod"])
-def test_eks_role_trusts_only_the_pods_service_account(env: str, repo_objects: dict[str, list[dict[str, Any]]]) -> None:
+def test_eks_role_trusts_only_the_workers_service_account(
+    env: str, repo_objects: dict[str, list[dict[str, Any]]]
+) -> None:
     objects = repo_objects[env]
-    [account] = of_kind(objects, "v1", "ServiceAccount")
+    # The head's account has no AWS role (it runs no replica); the workers' one has the model-read role.
+    [account] = [
+        a
+        for a in of_kind(objects, "v1", "ServiceAccount")
+        if "annotations" in a["metadata"] and "eks.amazonaws.com/role-arn" in a["metadata"]["annotations"]
+    ]
     [role] = of_kind(objects, IAM, "Role")
     spec = load_specs(ROOT, [env])[env]
     cluster = load_clusters(ROOT)[spec.env.target.cluster]

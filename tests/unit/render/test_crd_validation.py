@@ -403,4 +403,3 @@ def test_kind_without_crd_is_unknown(index: CrdIndex) -> None:
     assert not index.has("example.com/v1", "Gadget")
     with pytest.raises(UnknownKind, match=r"^no CRD for example\.com/v1 Gadget in .+: not validated$"):
         validate({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"}}, index)
-

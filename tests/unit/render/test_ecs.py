@@ -176,10 +176,9 @@ def test_secrets_health_check_and_logs(files: dict[str, str]) -> None:
     assert body["executionRoleArn"].endswith(":role/serving-execution")
 
 
-def test_service_rolls_back_on_a_failed_deployment_and_starts_at_the_fewest_tasks(files: dict[str, str]) -> None:
+def test_service_rolls_back_on_a_failed_deployment(files: dict[str, str]) -> None:
     service = native(files, "fargate", "echo", "ecs.CreateService")
     assert service["deploymentConfiguration"]["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
-    assert service["desiredCount"] == 1
     task_definition = native(files, "fargate", "echo", "ecs.RegisterTaskDefinition")
     assert service["taskDefinition"] == task_definition["family"]
 
@@ -241,13 +240,25 @@ def test_a_changed_task_is_a_new_family(targets_repo: Path) -> None:
     assert family(after).startswith("fargate-echo-")
 
 
-def test_argocd_ignores_the_desired_count_and_never_reads_native(files: dict[str, str]) -> None:
+def test_argocd_ignores_the_desired_count_of_autoscaled_services_only_and_never_reads_native(
+    files: dict[str, str],
+) -> None:
     application = yaml.safe_load(files["argocd/argoproj.io.Application-serving-fargate.yaml"])
+    # echo autoscales; echo-two has a fixed count, which a commit must still change.
     assert application["spec"]["ignoreDifferences"] == [
-        {"group": "ecs.services.k8s.aws", "kind": "Service", "jsonPointers": ["/spec/desiredCount"]}
+        {"group": "ecs.services.k8s.aws", "kind": "Service", "name": "echo", "jsonPointers": ["/spec/desiredCount"]}
     ]
     assert application["spec"]["source"]["directory"] == {"recurse": False, "exclude": "native/*"}
     assert application["spec"]["destination"] == {"name": "mgmt-eu", "namespace": "serving-fargate"}
+
+
+def test_an_autoscaled_service_is_created_at_its_most_tasks(files: dict[str, str]) -> None:
+    # ACK resends the Service's stored count on every update: a reset must add capacity, never remove it.
+    echo = yaml.safe_load(files["fargate/ecs.services.k8s.aws.Service-echo.yaml"])
+    target = yaml.safe_load(files["fargate/applicationautoscaling.services.k8s.aws.ScalableTarget-echo.yaml"])
+    assert echo["spec"]["desiredCount"] == target["spec"]["maxCapacity"] == 2
+    fixed = yaml.safe_load(files["fargate/ecs.services.k8s.aws.Service-echo-two.yaml"])
+    assert fixed["spec"]["desiredCount"] == 1
 
 
 def test_argocd_cm_carries_health_checks_for_every_ack_kind(files: dict[str, str]) -> None:
