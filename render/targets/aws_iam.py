@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from render.plan import EnvPlan
 
 API_VERSION = "iam.services.k8s.aws/v1alpha1"
+DELETION_POLICY = "services.k8s.aws/deletion-policy"
 WAVE = -1
 # What the spec accepts as a role ARN (the ECS task and execution roles, the KubeRay service account's role).
 ROLE_ARN_PATTERN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$"
@@ -180,7 +181,7 @@ def role_objects(
             {
                 "apiVersion": API_VERSION,
                 "kind": "Policy",
-                "metadata": metadata(policy_object, WAVE),
+                "metadata": _retained(metadata(policy_object, WAVE)),
                 "spec": {
                     "name": policy_name,
                     "path": path,
@@ -193,7 +194,7 @@ def role_objects(
     role = {
         "apiVersion": API_VERSION,
         "kind": "Role",
-        "metadata": metadata(_object_name(name), WAVE),
+        "metadata": _retained(metadata(_object_name(name), WAVE)),
         "spec": role_spec,
     }
     objects.append(role)
@@ -219,6 +220,13 @@ def shared_roles(envs: dict[str, tuple[Cluster, list[dict[str, Any]]]]) -> list[
         for role, names in sorted(owners.items())
         if len(names) > 1
     ]
+
+
+def _retained(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Metadata whose AWS resource outlives its Kubernetes object: with deletion-policy retain, ACK stops managing the
+    role when the object is deleted instead of deleting it in IAM (aws-controllers-k8s/runtime
+    apis/core/v1alpha1/deletion_policy.go), so a mistaken cascade never takes a running workload's identity."""
+    return {**metadata, "annotations": {**metadata.get("annotations", {}), DELETION_POLICY: "retain"}}
 
 
 def _object_name(iam_name: str) -> str:

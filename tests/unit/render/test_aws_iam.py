@@ -161,3 +161,10 @@ def test_two_environments_owning_one_role_are_refused(tmp_path: Path, capsys: py
     assert "environments dev and prod both render IAM account 111111111111 role /serving-dev" in err
     assert "Traceback" not in err
     assert not (repo / "rendered").exists()
+
+
+def test_iam_objects_keep_their_aws_role_when_deleted(repo_objects: dict[str, list[dict[str, Any]]]) -> None:
+    # A cascade from Argo CD must never delete a running workload's identity in IAM.
+    objects = [o for env in repo_objects.values() for o in env if o["apiVersion"].startswith(IAM)]
+    assert objects
+    assert all(o["metadata"]["annotations"]["services.k8s.aws/deletion-policy"] == "retain" for o in objects)

@@ -400,7 +400,10 @@ def test_the_aws_role_trusts_only_the_service_accounts_google_tokens(files: dict
     ]
     role = objects["iam.services.k8s.aws.Role-serving-run.yaml"]
     assert role["metadata"]["namespace"] == "serving-run"  # beside the Config Connector objects, same Application
-    assert role["metadata"]["annotations"] == {"argocd.argoproj.io/sync-wave": "-1"}
+    assert role["metadata"]["annotations"] == {
+        "argocd.argoproj.io/sync-wave": "-1",
+        "services.k8s.aws/deletion-policy": "retain",
+    }
     assert (role["spec"]["name"], role["spec"]["path"]) == ("serving-run", "/")
     assert role["spec"]["policyRefs"] == [{"from": {"name": "serving-run-models-read"}}]
     assert json.loads(role["spec"]["assumeRolePolicyDocument"]) == {
