@@ -26,3 +26,10 @@ EnvVarName = Annotated[
     StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$"),
     Field(description="An environment variable name in UPPER_SNAKE_CASE."),
 ]
+
+
+def unique_names(names: list[str], what: str) -> None:
+    """Raise ValueError naming every name that appears more than once among `what` (a file's list of entries)."""
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"{what} names must be unique; repeated: {', '.join(repeated)}")

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from render.spec.base import K8sName, StrictModel
+from render.spec.base import K8sName, StrictModel, unique_names
 from render.spec.nodes import NodeSettings
 from render.spec.rules import rule_error
 
@@ -101,8 +101,5 @@ class Clusters(StrictModel):
     @field_validator("clusters")
     @classmethod
     def unique_cluster_names(cls, value: list[Cluster]) -> list[Cluster]:
-        names = [c.name for c in value]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"cluster names must be unique; repeated: {', '.join(duplicates)}")
+        unique_names([c.name for c in value], "cluster")
         return value

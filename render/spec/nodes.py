@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from render.spec.base import StrictModel
+from render.spec.base import StrictModel, unique_names
 from render.spec.rules import rule_error
 
 # awslabs/amazon-eks-ami nodeadm/internal/kubelet/config.go: the kubelet's evictionHard memory.available, and
@@ -112,10 +112,7 @@ class NodeTypes(StrictModel):
     @field_validator("node_types")
     @classmethod
     def unique_node_type_names(cls, value: list[NodeType]) -> list[NodeType]:
-        names = [n.name for n in value]
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise ValueError(f"node type names must be unique; repeated: {', '.join(repeated)}")
+        unique_names([n.name for n in value], "node type")
         return value
 
 

@@ -116,3 +116,9 @@ def test_eks_cluster_without_nodes_is_refused(repo: Path) -> None:
     edit(repo, "clusters/clusters.yaml", lambda d: d["clusters"][0].pop("nodes"))
     [found] = problems(repo, ["dev"])
     assert found.startswith("clusters/clusters.yaml: clusters[eks-test].nodes: got None; an eks cluster needs `nodes`")
+
+
+def test_a_node_type_listed_twice_is_refused(repo: Path) -> None:
+    edit(repo, "clusters/node_types.yaml", lambda d: d["node_types"].append(dict(d["node_types"][0])))
+    [found] = problems(repo, ["dev"])
+    assert "node type names must be unique; repeated: m6i.xlarge" in found
