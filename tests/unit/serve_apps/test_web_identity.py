@@ -121,6 +121,9 @@ def test_with_a_token_file_botocore_assumes_the_role_itself(
 ) -> None:
     token = tmp_path / "token"
     token.write_text("eks-token")
+    # Keys in the environment come first in botocore's chain: this test needs none, whatever ran before it.
+    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("AWS_ROLE_ARN", ROLE_ARN)
     monkeypatch.setenv(web_identity.TOKEN_FILE_ENV, str(token))
     assert boto3_session().get_credentials().method == "assume-role-with-web-identity"
