@@ -14,6 +14,13 @@ overlap instead of taking turns. A slot frees as its batch ends, before that bat
 and send again, so with no wait the next batch is the one or two requests already queued; a few milliseconds of
 wait keep batches whole (README, Benchmarks). The same settings as `@serve.batch`, retuned in place from
 `reconfigure()` (user_config `batching`).
+
+A failing item fails only its own request. A batch function that can tell which items it cannot answer before
+doing the work raises `ItemErrors`: those items get their errors and the rest are called again once. Any other
+error is bisected: the halves are called in turn, a half that succeeds is answered at once, and a failing half is
+split again down to the single item, which gets the error it raised alone. One bad item in a batch of n costs about
+2·log2(n) calls (n-1 items are answered from log2(n) of them); a half whose sibling succeeded is known to fail and
+is split without being called whole. A model that fails every item costs 2n-1 calls, each failing.
 """
 
 from __future__ import annotations
@@ -21,11 +28,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+
+
+class ItemErrors(Exception):
+    """Raised by a batch function for the items it cannot answer, each by its index in the batch with its own error."""
+
+    def __init__(self, errors: Mapping[int, Exception]) -> None:
+        super().__init__(f"{len(errors)} items refused: " + "; ".join(f"{i}: {e}" for i, e in sorted(errors.items())))
+        self.errors = dict(errors)
 
 
 class Batcher(Generic[Item, Result]):
@@ -50,7 +65,7 @@ class Batcher(Generic[Item, Result]):
         self._queue: deque[tuple[Item, asyncio.Future[Result], float]] = deque()
         self._arrived = asyncio.Event()
         self._slot_freed = asyncio.Event()
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: set[asyncio.Task[bool]] = set()
         self._worker: asyncio.Task[None] | None = None
 
     def set_max_batch_size(self, max_batch_size: int) -> None:
@@ -88,23 +103,45 @@ class Batcher(Generic[Item, Result]):
                 self._running.add(task)
                 task.add_done_callback(self._batch_done)
 
-    def _batch_done(self, task: asyncio.Task[None]) -> None:
+    def _batch_done(self, task: asyncio.Task[bool]) -> None:
         self._running.discard(task)
         self._slot_freed.set()
 
-    async def _call(self, live: list[tuple[Item, asyncio.Future[Result]]]) -> None:
-        try:
-            results = await asyncio.to_thread(self._function, [item for item, _ in live])
-            if len(results) != len(live):
-                raise RuntimeError(f"the batch function returned {len(results)} results for {len(live)} items")
-        except Exception as error:
-            for _, future in live:
+    async def _call(self, live: list[tuple[Item, asyncio.Future[Result]]], failed: Exception | None = None) -> bool:
+        """Answer every item of `live`, failing only the items at fault; `failed` is the error with which a call of
+        exactly these items already failed, so that it is not repeated. True when one call answered them all."""
+        pending = [entry for entry in live if not entry[1].done()]  # done: the client went away
+        if len(pending) < len(live):
+            live, failed = pending, None  # a failure of the whole set says nothing of what is left
+        if not live:
+            return False
+        if failed is None:
+            try:
+                results = await asyncio.to_thread(self._function, [item for item, _ in live])
+                if len(results) != len(live):
+                    raise RuntimeError(f"the batch function returned {len(results)} results for {len(live)} items")
+            except ItemErrors as refused:
+                named = {index: error for index, error in refused.errors.items() if 0 <= index < len(live)}
+                if not named:
+                    return await self._call(live, refused)
+                for index, error in named.items():
+                    _fail(live[index][1], error)
+                await self._call([entry for index, entry in enumerate(live) if index not in named])
+                return False
+            except Exception as error:
+                return await self._call(live, error)
+            for (_, future), result in zip(live, results, strict=True):
                 if not future.done():
-                    future.set_exception(error)
-            return
-        for (_, future), result in zip(live, results, strict=True):
-            if not future.done():
-                future.set_result(result)
+                    future.set_result(result)
+            return True
+        if len(live) == 1:
+            _fail(live[0][1], failed)
+            return False
+        half = len(live) // 2
+        first, second = live[:half], live[half:]
+        # The first half answered in one call: the failure is in the second, which would fail again whole.
+        await self._call(second, failed if await self._call(first) else None)
+        return False
 
     async def _wait_for_more(self) -> None:
         """Until the batch is full or the oldest item has waited batch_wait_timeout_s."""
@@ -118,3 +155,8 @@ class Batcher(Generic[Item, Result]):
                 await asyncio.wait_for(self._arrived.wait(), left)
             except TimeoutError:
                 return
+
+
+def _fail(future: asyncio.Future[Result], error: Exception) -> None:
+    if not future.done():
+        future.set_exception(error)

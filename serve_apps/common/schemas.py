@@ -3,9 +3,9 @@
 Import-light (pydantic only): the spec code imports the apps' Args, and through them this module.
 """
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 # Strict: a JSON string such as "5.1" is not a number; no NaN or infinity either. JSON integers are accepted.
 FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
@@ -13,6 +13,22 @@ FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 # No real feature is anywhere near this bound; requests beyond it get a 422 instead of a 500.
 FEATURE_LIMIT = 1e6
 FeatureValue = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-FEATURE_LIMIT, le=FEATURE_LIMIT)]
+
+
+def utf8_encodable(value: Any) -> Any:
+    """`value`, unless it is a str with no UTF-8 encoding: a lone surrogate, which JSON allows ("\\ud800")."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            found = f"U+{ord(value[error.start]):04X}"
+            raise ValueError(f"must be valid Unicode: lone surrogate {found} at character {error.start}") from None
+    return value
+
+
+# Last in `Annotated[str, StringConstraints(...), UTF8]`, so it runs first: pydantic's constrained str refuses a lone
+# surrogate too, but without saying which character; a plain str lets it through to the tokenizer, which raises.
+UTF8 = BeforeValidator(utf8_encodable)
 
 
 class PredictionLogSettings(BaseModel):

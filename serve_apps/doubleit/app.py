@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 # Past half the largest float the double would be infinite, which JSON cannot carry.
 LARGEST_DOUBLABLE = sys.float_info.max / 2
+# Most values the request model accepts, whatever Args.max_values says: that limit's largest value.
+VALUES_CEILING = 1_000_000
 
 
 class DoubleItArgs(BaseModel):
@@ -32,7 +34,7 @@ class DoubleItArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: ModelArtifact = Field(description="TorchScript module built by `python -m serve_apps.build_models`.")
-    max_values: int = Field(default=10_000, ge=1, le=1_000_000, description="Most values in one request.")
+    max_values: int = Field(default=10_000, ge=1, le=VALUES_CEILING, description="Most values in one request.")
     prediction_log: PredictionLogSettings = Field(
         default_factory=PredictionLogSettings, description="Buffering of the prediction log."
     )
@@ -44,7 +46,10 @@ class DoubleItRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     values: list[Annotated[FiniteFloat, Field(ge=-LARGEST_DOUBLABLE, le=LARGEST_DOUBLABLE)]] = Field(
-        min_length=1, description="Numbers to double; at most Args.max_values.", examples=[[1, 2.5, -3]]
+        min_length=1,
+        max_length=VALUES_CEILING,
+        description="Numbers to double; at most Args.max_values (default 10000).",
+        examples=[[1, 2.5, -3]],
     )
 
 

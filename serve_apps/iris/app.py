@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from serve_apps.iris.model import IrisModel
 
 NUM_FEATURES = 4
+# Most rows the request model accepts, whatever Args.max_instances says: that limit's largest value.
+INSTANCES_CEILING = 100_000
 
 
 class IrisArgs(BaseModel):
@@ -30,7 +32,7 @@ class IrisArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: ModelArtifact = Field(description="The ONNX classifier built by `python -m serve_apps.build_models`.")
-    max_instances: int = Field(default=1000, ge=1, le=100_000, description="Most rows in one request.")
+    max_instances: int = Field(default=1000, ge=1, le=INSTANCES_CEILING, description="Most rows in one request.")
     prediction_log: PredictionLogSettings = Field(
         default_factory=PredictionLogSettings, description="Buffering of the prediction log."
     )
@@ -43,7 +45,11 @@ class IrisRequest(BaseModel):
 
     instances: list[Annotated[list[FeatureValue], Field(min_length=NUM_FEATURES, max_length=NUM_FEATURES)]] = Field(
         min_length=1,
-        description="Rows of sepal length, sepal width, petal length, petal width (cm); at most Args.max_instances.",
+        max_length=INSTANCES_CEILING,
+        description=(
+            "Rows of sepal length, sepal width, petal length, petal width (cm); at most Args.max_instances "
+            "(default 1000)."
+        ),
         examples=[[[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]],
     )
 

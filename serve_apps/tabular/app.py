@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from serve_apps.tabular.model import TabularModel
 
 NUM_FEATURES = 30
+# Most rows the request model accepts, whatever Args.max_instances says: that limit's largest value.
+INSTANCES_CEILING = 100_000
 
 
 class TabularArgs(BaseModel):
@@ -37,7 +39,7 @@ class TabularArgs(BaseModel):
         min_length=2,
         description="Name of each class, by class id (load_breast_cancer's target_names).",
     )
-    max_instances: int = Field(default=1000, ge=1, le=100_000, description="Most rows in one request.")
+    max_instances: int = Field(default=1000, ge=1, le=INSTANCES_CEILING, description="Most rows in one request.")
     prediction_log: PredictionLogSettings = Field(
         default_factory=PredictionLogSettings, description="Buffering of the prediction log."
     )
@@ -50,7 +52,10 @@ class TabularRequest(BaseModel):
 
     instances: list[Annotated[list[FeatureValue], Field(min_length=NUM_FEATURES, max_length=NUM_FEATURES)]] = Field(
         min_length=1,
-        description="Rows of load_breast_cancer's 30 features, in its order; at most Args.max_instances.",
+        max_length=INSTANCES_CEILING,
+        description=(
+            "Rows of load_breast_cancer's 30 features, in its order; at most Args.max_instances (default 1000)."
+        ),
     )
 
 

@@ -23,13 +23,17 @@ from serve_apps.common.artifact import ModelArtifact
 from serve_apps.common.batching import Batcher
 from serve_apps.common.page import add_try_it_page
 from serve_apps.common.replica import ModelReplica, assigned_cpus, parse_user_config
-from serve_apps.common.schemas import BatchedUserConfig, Health, PredictionLogSettings, PredictionStats
+from serve_apps.common.schemas import UTF8, BatchedUserConfig, Health, PredictionLogSettings, PredictionStats
 
 if TYPE_CHECKING:
     from serve_apps.zero_shot.model import Classification, Query, ZeroShotModel
 
 LABEL_PLACEHOLDER = "{}"
-MAX_LABEL_CHARS = 100
+# Ceilings of the request model, whatever the Args say: the largest value each Args limit may take.
+TEXT_CHARS_CEILING = 100_000
+LABELS_CEILING = 200
+LABEL_CHARS_CEILING = 1000
+TEMPLATE_CHARS_CEILING = 1000
 # Batching defaults, used until user_config `batching` says otherwise.
 MAX_BATCH_SIZE = 16
 BATCH_WAIT_TIMEOUT_S = 0.005
@@ -44,8 +48,16 @@ def hypotheses(template: str, labels: Sequence[str]) -> tuple[str, ...]:
 
 
 def _check_placeholder(template: str) -> None:
-    if LABEL_PLACEHOLDER not in template:
-        raise ValueError(f"the hypothesis template must contain {LABEL_PLACEHOLDER}, where the label goes")
+    # Once: a label stated twice in one hypothesis is not what the scores were tuned on.
+    count = template.count(LABEL_PLACEHOLDER)
+    if count != 1:
+        raise ValueError(
+            f"the hypothesis template must contain {LABEL_PLACEHOLDER} exactly once, where the label goes; "
+            f"found {count}"
+        )
+
+
+Template = Annotated[str, StringConstraints(max_length=TEMPLATE_CHARS_CEILING), UTF8]
 
 
 class ZeroShotArgs(BaseModel):
@@ -56,9 +68,12 @@ class ZeroShotArgs(BaseModel):
     model: ModelArtifact = Field(
         description="ONNX encoder with its tokenizer, built by `python -m serve_apps.build_models` (int8 or fp32)."
     )
-    hypothesis_template: str = Field(
+    hypothesis_template: Template = Field(
         default="This text is about {}.",
-        description="Sentence stating a label, {} standing for the label; a request may override it.",
+        description=(
+            f"Sentence stating a label, {{}} (exactly once) standing for the label; a request may override it. "
+            f"At most {TEMPLATE_CHARS_CEILING} characters."
+        ),
     )
     temperature: float = Field(
         default=0.02,
@@ -78,8 +93,25 @@ class ZeroShotArgs(BaseModel):
             "average 0.20 and wrong ones 0.01."
         ),
     )
-    max_labels: int = Field(default=20, ge=1, le=200, description="Most candidate labels in one request.")
-    max_text_chars: int = Field(default=2000, ge=1, le=100_000, description="Longest text accepted, in characters.")
+    max_labels: int = Field(default=20, ge=1, le=LABELS_CEILING, description="Most candidate labels in one request.")
+    max_text_chars: int = Field(
+        default=2000,
+        ge=1,
+        le=TEXT_CHARS_CEILING,
+        description="Longest text accepted, in characters; the encoder reads only its first 256 tokens anyway.",
+    )
+    max_label_chars: int = Field(
+        default=100, ge=1, le=LABEL_CHARS_CEILING, description="Longest candidate label accepted, in characters."
+    )
+    max_template_chars: int = Field(
+        default=200,
+        ge=len(LABEL_PLACEHOLDER),
+        le=TEMPLATE_CHARS_CEILING,
+        description=(
+            "Longest hypothesis_template a request may send, in characters. Each distinct hypothesis is embedded "
+            "and cached (label_cache_size), so this and max_label_chars bound the cache's memory."
+        ),
+    )
     num_threads: int | None = Field(
         default=None,
         ge=1,
@@ -100,7 +132,7 @@ class ZeroShotArgs(BaseModel):
         return template
 
 
-Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_LABEL_CHARS)]
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=LABEL_CHARS_CEILING), UTF8]
 
 
 class ZeroShotRequest(BaseModel):
@@ -108,15 +140,29 @@ class ZeroShotRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(description="Text to classify; at most Args.max_text_chars characters.")
+    text: Annotated[str, StringConstraints(max_length=TEXT_CHARS_CEILING), UTF8] = Field(
+        description="Text to classify; at most Args.max_text_chars characters (default 2000)."
+    )
     labels: list[Label] = Field(
-        min_length=1, description="Candidate labels, unique; at most Args.max_labels.", examples=[["sports", "cooking"]]
+        min_length=1,
+        max_length=LABELS_CEILING,
+        description=(
+            "Candidate labels, unique; at most Args.max_labels (default 20), each at most Args.max_label_chars "
+            "characters (default 100) once stripped."
+        ),
+        examples=[["sports", "cooking"]],
     )
     multi_label: bool = Field(
-        default=False, description="Score each label on its own (scores do not sum to 1) instead of choosing one."
+        default=False,
+        strict=True,
+        description="Score each label on its own (scores do not sum to 1) instead of choosing one; JSON true/false.",
     )
-    hypothesis_template: str | None = Field(
-        default=None, description="Overrides the app's hypothesis template for this request; must contain {}."
+    hypothesis_template: Template | None = Field(
+        default=None,
+        description=(
+            "Overrides the app's hypothesis template for this request; must contain {} exactly once, at most "
+            "Args.max_template_chars characters (default 200)."
+        ),
     )
 
     @field_validator("text")
@@ -148,6 +194,24 @@ class ZeroShotResponse(BaseModel):
     sequence: str = Field(description="The text classified.")
     labels: list[str] = Field(description="The candidate labels, highest score first.")
     scores: list[float] = Field(description="Score of each label in `labels` order.")
+
+
+def within_limits(request: ZeroShotRequest, args: ZeroShotArgs) -> None:
+    """Reject (422, naming the field) what the request model's ceilings let through but the app's Args do not."""
+    if len(request.text) > args.max_text_chars:
+        reject(["text"], f"text must be at most {args.max_text_chars} characters", len(request.text))
+    if len(request.labels) > args.max_labels:
+        reject(["labels"], f"at most {args.max_labels} labels per request", len(request.labels))
+    for index, label in enumerate(request.labels):
+        if len(label) > args.max_label_chars:
+            reject(["labels", index], f"a label must be at most {args.max_label_chars} characters", len(label))
+    template = request.hypothesis_template
+    if template is not None and len(template) > args.max_template_chars:
+        reject(
+            ["hypothesis_template"],
+            f"hypothesis_template must be at most {args.max_template_chars} characters",
+            len(template),
+        )
 
 
 api = make_api(title="Zero-shot classifier", description="Classify text against labels chosen per request.")
@@ -190,22 +254,18 @@ class ZeroShotClassifier(ModelReplica):
     async def predict(self, request: ZeroShotRequest, http_request: Request) -> ZeroShotResponse:
         """Score the candidate labels for the text."""
         started = time.perf_counter()
-        if len(request.text) > self._args.max_text_chars:
-            reject(["text"], f"text must be at most {self._args.max_text_chars} characters", len(request.text))
-        if len(request.labels) > self._args.max_labels:
-            reject(["labels"], f"at most {self._args.max_labels} labels per request", len(request.labels))
-        from serve_apps.zero_shot.model import Query
+        within_limits(request, self._args)
+        from serve_apps.zero_shot.model import InvalidInput, Query
 
         template = request.hypothesis_template or self._args.hypothesis_template
         labels = tuple(request.labels)
-        result = await self._classify(
-            Query(
-                text=request.text,
-                labels=labels,
-                hypotheses=hypotheses(template, labels),
-                multi_label=request.multi_label,
-            )
+        query = Query(
+            text=request.text, labels=labels, hypotheses=hypotheses(template, labels), multi_label=request.multi_label
         )
+        try:
+            result = await self._classify(query)
+        except InvalidInput as error:
+            reject([error.field], str(error), None)
         response = ZeroShotResponse(sequence=result.sequence, labels=result.labels, scores=result.scores)
         # Counted as predicted: the top label, or in multi-label mode every label scoring at least 0.5.
         if request.multi_label:

@@ -9,6 +9,10 @@ sports.", made by the app from its template) by cosine:
 - single label: softmax(cos / temperature) over the labels, summing to 1;
 - multi label: sigmoid((cos - multi_label_threshold) / temperature) per label, independent; a label scores
   0.5 where its cosine equals the threshold.
+
+A query whose strings the tokenizer refuses (the request models let none through; this is the backstop) is named
+in `ItemErrors` with an `InvalidInput` before the encoder runs, so that the batcher answers the rest of the batch
+without it.
 """
 
 import threading
@@ -18,11 +22,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
+from serve_apps.common.batching import ItemErrors
 from serve_apps.common.onnx_session import onnx_session
 
 TOKENIZER_METADATA_KEY = "tokenizer.json"
+
+
+class InvalidInput(ValueError):
+    """A string of a query the tokenizer refuses; `field` is the request field it came from."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -68,17 +81,30 @@ class ZeroShotModel:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-length embeddings, shape (len(texts), dim), float32."""
-        encodings = self._tokenizer.encode_batch(list(texts))
-        input_ids = np.array([encoding.ids for encoding in encodings], dtype=np.int64)
-        attention_mask = np.array([encoding.attention_mask for encoding in encodings], dtype=np.int64)
-        (embeddings,) = self._session.run(["embeddings"], {"input_ids": input_ids, "attention_mask": attention_mask})
-        return np.asarray(embeddings, dtype=np.float32)
+        return self._encode(self._tokenizer.encode_batch(list(texts)))
 
     def classify(self, queries: Sequence[Query]) -> list[Classification]:
-        """Score each query's labels; the texts of all queries go through the encoder as one batch."""
-        text_embeddings = self.embed([query.text for query in queries])
+        """Score each query's labels; the texts of all queries go through the encoder as one batch.
+
+        Raises ItemErrors naming the queries whose strings the tokenizer refuses, before the encoder runs.
+        """
         hypotheses = sorted({hypothesis for query in queries for hypothesis in query.hypotheses})
-        hypothesis_embeddings = self._hypothesis_embeddings(hypotheses)
+        hypothesis_embeddings = self._cached(hypotheses)
+        missing = [text for text in hypotheses if text not in hypothesis_embeddings]
+        try:
+            text_tokens = self._tokenizer.encode_batch([query.text for query in queries])
+            missing_tokens = self._tokenizer.encode_batch(missing)
+        except Exception as error:
+            refused = {
+                index: invalid for index, query in enumerate(queries) if (invalid := self._refusal(query)) is not None
+            }
+            if refused:
+                raise ItemErrors(refused) from error
+            raise
+        text_embeddings = self._encode(text_tokens)
+        if missing:
+            hypothesis_embeddings.update(zip(missing, self._encode(missing_tokens), strict=True))
+            self._remember(missing, hypothesis_embeddings)
         results = []
         for query, text_embedding in zip(queries, text_embeddings, strict=True):
             label_embeddings = np.stack([hypothesis_embeddings[hypothesis] for hypothesis in query.hypotheses])
@@ -102,17 +128,37 @@ class ZeroShotModel:
         weights = np.exp(logits - logits.max())
         return weights / weights.sum()
 
-    def _hypothesis_embeddings(self, hypotheses: Sequence[str]) -> dict[str, np.ndarray]:
+    def _encode(self, encodings: Sequence[Encoding]) -> np.ndarray:
+        input_ids = np.array([encoding.ids for encoding in encodings], dtype=np.int64)
+        attention_mask = np.array([encoding.attention_mask for encoding in encodings], dtype=np.int64)
+        (embeddings,) = self._session.run(["embeddings"], {"input_ids": input_ids, "attention_mask": attention_mask})
+        return np.asarray(embeddings, dtype=np.float32)
+
+    def _refusal(self, query: Query) -> InvalidInput | None:
+        """Why the tokenizer refuses `query`, naming the field; labels come before the hypotheses made of them, so
+        a hypothesis refused with its labels accepted is the template's fault."""
+        parts = (
+            ("text", [query.text]),
+            ("labels", list(query.labels)),
+            ("hypothesis_template", list(query.hypotheses)),
+        )
+        for field, texts in parts:
+            try:
+                self._tokenizer.encode_batch(texts)
+            except Exception as error:
+                return InvalidInput(field, f"the tokenizer cannot encode the {field} ({type(error).__name__})")
+        return None
+
+    def _cached(self, hypotheses: Sequence[str]) -> dict[str, np.ndarray]:
         with self._cache_lock:
             found = {text: self._cache[text] for text in hypotheses if text in self._cache}
             for text in found:
                 self._cache.move_to_end(text)
-        missing = [text for text in hypotheses if text not in found]
-        if missing:
-            found.update(zip(missing, self.embed(missing), strict=True))
-            with self._cache_lock:
-                for text in missing:
-                    self._cache[text] = found[text]
-                while len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
         return found
+
+    def _remember(self, texts: Sequence[str], embeddings: dict[str, np.ndarray]) -> None:
+        with self._cache_lock:
+            for text in texts:
+                self._cache[text] = embeddings[text]
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)

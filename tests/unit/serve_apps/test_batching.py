@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
-from serve_apps.common.batching import Batcher
+from serve_apps.common.batching import Batcher, ItemErrors
 
 
 class Recorder:
@@ -194,3 +194,66 @@ def test_raising_max_concurrent_batches_lets_a_waiting_batch_start() -> None:
         return overlap.most
 
     assert asyncio.run(scenario()) == 2
+
+
+class Picky:
+    """A batch function that doubles its items, raising for the whole batch when any item is negative."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[int]] = []
+
+    def __call__(self, items: Sequence[int]) -> list[int]:
+        self.calls.append(list(items))
+        bad = [item for item in items if item < 0]
+        if bad:
+            raise ValueError(f"bad item {bad[0]}")
+        return [item * 2 for item in items]
+
+
+async def _one_batch(function: Callable[[Sequence[int]], list[int]], items: list[int]) -> list[int | BaseException]:
+    """The outcome of each item, sent as one full batch."""
+    batcher: Batcher[int, int] = Batcher(function, max_batch_size=len(items), batch_wait_timeout_s=10)
+    return await asyncio.gather(*(batcher(item) for item in items), return_exceptions=True)
+
+
+def test_an_item_that_raises_fails_alone_and_the_rest_is_answered() -> None:
+    picky = Picky()
+    items = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, -13]
+    outcomes = asyncio.run(_one_batch(picky, items))
+    assert outcomes[:12] == [item * 2 for item in items[:12]]
+    assert isinstance(outcomes[12], ValueError) and str(outcomes[12]) == "bad item -13"
+    # Bisection: each half that passes is answered; the half beside it is known to fail, so it is split without
+    # being called whole. 5 calls, against 1 + 13 one by one; every good item is computed once after the first.
+    assert picky.calls[1:] == [[1, 2, 3, 4, 5, 6], [7, 8, 9], [10, 11], [12]]
+
+
+def test_each_of_two_bad_items_gets_its_own_error() -> None:
+    outcomes = asyncio.run(_one_batch(Picky(), [-1, 2, 3, 4, 5, -6, 7]))
+    assert [str(outcome) for outcome in outcomes] == ["bad item -1", "4", "6", "8", "10", "bad item -6", "14"]
+
+
+def test_items_the_function_names_fail_and_the_rest_is_called_once_more() -> None:
+    calls: list[list[int]] = []
+
+    def naming(items: Sequence[int]) -> list[int]:
+        calls.append(list(items))
+        refused = {index: ValueError(f"refused {item}") for index, item in enumerate(items) if item < 0}
+        if refused:
+            raise ItemErrors(refused)
+        return [item * 2 for item in items]
+
+    outcomes = asyncio.run(_one_batch(naming, [1, -2, 3, -4]))
+    assert [str(outcome) for outcome in outcomes] == ["2", "refused -2", "6", "refused -4"]
+    assert calls == [[1, -2, 3, -4], [1, 3]]
+
+
+def test_a_model_that_fails_every_item_fails_each_with_its_error() -> None:
+    calls: list[list[int]] = []
+
+    def broken(items: Sequence[int]) -> list[int]:
+        calls.append(list(items))
+        raise RuntimeError("model broken")
+
+    outcomes = asyncio.run(_one_batch(broken, [1, 2, 3, 4]))
+    assert all(isinstance(outcome, RuntimeError) for outcome in outcomes)
+    assert len(calls) == 2 * 4 - 1

