@@ -2,10 +2,15 @@
 
 Outside a Ray worker (unit tests, the build) `ray.util.metrics` records nowhere, so the same code runs there.
 Ray registers metrics by name, so there is one `ServingMetrics` per process, made on first use.
+
+Ray sends tag values through its C++ core as ASCII: a value with any other character raises UnicodeEncodeError. A
+predicted label is client data in any language, so it becomes a tag through `tag_value()` (see there); the
+prediction log keeps the label itself.
 """
 
 import collections
 import functools
+import hashlib
 import threading
 from collections.abc import Iterable
 
@@ -17,6 +22,27 @@ LATENCY_BOUNDARIES_MS = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1
 # OTHER_LABEL, so a client cannot blow up the number of Prometheus series.
 MAX_LABEL_VALUES = 100
 OTHER_LABEL = "__other__"
+# Longest tag value; a longer label is counted under its digest.
+MAX_TAG_CHARS = 64
+DIGEST_PREFIX = "h:"
+DIGEST_HEX_CHARS = 12
+
+
+def tag_value(text: str) -> str:
+    """`text` as a metric tag value: printable ASCII, at most MAX_TAG_CHARS long, one value per text.
+
+    The value is Python's `unicode_escape` of the text: printable ASCII stays as it is (`sports`), anything else is
+    escaped (`⚽ sports` -> `\\u26bd sports`, a control character -> `\\x00`, a backslash -> `\\\\`, a lone
+    surrogate -> `\\ud800`); being reversible, it keeps different texts apart. When that is longer than
+    MAX_TAG_CHARS, or starts with DIGEST_PREFIX (so no label can pose as a digest), the value is DIGEST_PREFIX and
+    the first DIGEST_HEX_CHARS hex digits of the SHA-256 of the text's UTF-8 (surrogates passed through):
+    `h:3f1c0a9b2e7d`.
+    """
+    escaped = text.encode("unicode_escape").decode("ascii")
+    if len(escaped) <= MAX_TAG_CHARS and not escaped.startswith(DIGEST_PREFIX):
+        return escaped
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return DIGEST_PREFIX + digest[:DIGEST_HEX_CHARS]
 
 
 class ServingMetrics:
@@ -41,12 +67,20 @@ class ServingMetrics:
         )
         self._log_dropped_rows = Counter(
             "serving_prediction_log_dropped_rows",
-            description="Prediction-log rows dropped because the buffer was full (the oldest go first).",
+            description=(
+                "Prediction-log rows dropped: the buffer was full (the oldest go first), or the database refused "
+                "the row on every attempt while it took other rows."
+            ),
             tag_keys=("app",),
         )
         self._log_write_failures = Counter(
             "serving_prediction_log_write_failures",
             description="Failed attempts to write a batch of prediction-log rows; the batch is retried.",
+            tag_keys=("app",),
+        )
+        self._log_writer_restarts = Counter(
+            "serving_prediction_log_writer_restarts",
+            description="Prediction-log writer threads started again after an unexpected error stopped them.",
             tag_keys=("app",),
         )
         self._label_values: set[str] = set()
@@ -66,21 +100,26 @@ class ServingMetrics:
         self._log_buffer_rows.set(rows, tags={"app": app})
 
     def log_dropped(self, app: str, rows: int) -> None:
-        """Count rows dropped from a full buffer."""
+        """Count rows dropped: from a full buffer, or refused by the database."""
         self._log_dropped_rows.inc(rows, tags={"app": app})
 
     def log_write_failed(self, app: str) -> None:
         """Count one failed batch write."""
         self._log_write_failures.inc(1, tags={"app": app})
 
+    def log_writer_restarted(self, app: str) -> None:
+        """Count one restart of the writer thread."""
+        self._log_writer_restarts.inc(1, tags={"app": app})
+
     def label_tag(self, label: str) -> str:
-        """The tag value that counts `label`: itself, or OTHER_LABEL once MAX_LABEL_VALUES others were seen."""
+        """The tag value that counts `label`: its tag_value(), or OTHER_LABEL once MAX_LABEL_VALUES others were seen."""
+        tag = tag_value(label)
         with self._lock:
-            if label in self._label_values:
-                return label
+            if tag in self._label_values:
+                return tag
             if len(self._label_values) < MAX_LABEL_VALUES:
-                self._label_values.add(label)
-                return label
+                self._label_values.add(tag)
+                return tag
         return OTHER_LABEL
 
 

@@ -11,6 +11,15 @@ outage has made stale. Every dropped row is counted (metric and `stats()`) and l
 A batch whose commit succeeded but whose acknowledgement was lost is retried as is; rows are keyed by a
 prediction id made once per row, before its first write attempt, and inserted with insert-ignore semantics, so
 a retry never duplicates.
+
+No row can stop the writer. A request that cannot be made into a row (not JSON) costs that row only. When the
+database refuses a batch but still answers, the batch is written in halves around the rows it refuses; such a row is
+tried MAX_ROW_ATTEMPTS times, then dropped and counted like a row of a full buffer. Labels and texts are stored as
+sent, in any script (utf8mb4 with a binary collation in MySQL, so /stats counts each label apart); only a lone
+surrogate, which no UTF-8 column can hold, is stored as U+FFFD. Should the thread die all the same (a bug), the
+next record(), flush() or health check starts it again, up to MAX_WRITER_RESTARTS times in
+WRITER_RESTART_WINDOW_S; past that the log reports itself broken (`writer_problem()`), and the replica's health
+check fails with that message.
 """
 
 import hashlib
@@ -18,12 +27,13 @@ import json
 import logging
 import math
 import os
+import re
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -62,10 +72,22 @@ INPUT_EXCERPT_CHARS = 512
 REQUEST_ID_CHARS = 128
 LABEL_CHARS = 255
 _RETRY_FIRST_S = 0.1
+# Attempts at a row the database refuses while it takes others (a deadlock or a lock timeout passes; a value it cannot
+# store does not).
+MAX_ROW_ATTEMPTS = 3
+# A writer that keeps dying is a bug, not bad luck: past this many restarts in the window the log reports itself
+# broken and the replica's health check fails, instead of the writer spinning.
+MAX_WRITER_RESTARTS = 5
+WRITER_RESTART_WINDOW_S = 60.0
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # A full buffer drops rows on every request; one warning per interval (with the running total) is enough.
 _DROP_WARNING_EVERY_S = 10.0
 
 metadata = MetaData()
+# Requests and labels are in any script: utf8mb4 holds every character (utf8/utf8mb3 stops short of emoji), and the
+# binary collation keeps labels apart that a *_ci collation folds together ("Sports" and "sports", and every emoji
+# in utf8mb4_general_ci and utf8mb4_unicode_ci), so /stats counts labels as they were sent.
+_MYSQL_TEXT = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 
 predictions = Table(
     "prediction_log",
@@ -81,6 +103,7 @@ predictions = Table(
     Column("created_at", DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql"), nullable=False, comment="UTC"),
     Index("ix_prediction_log_app_latency", "app", "latency_ms"),
     Index("ix_prediction_log_request_id", "request_id"),
+    **_MYSQL_TEXT,
 )
 
 # One row per predicted label of a request (an iris request of 3 rows predicts 3 classes), so /stats counts
@@ -93,6 +116,7 @@ prediction_labels = Table(
     Column("app", String(64), nullable=False),
     Column("label", String(LABEL_CHARS), nullable=False),
     Index("ix_prediction_log_labels_app_label", "app", "label"),
+    **_MYSQL_TEXT,
 )
 
 
@@ -110,6 +134,7 @@ class PredictionRow:
     latency_ms: float
     created_at: datetime
     labels: tuple[str, ...]
+    failed_attempts: int = 0  # writes of this row alone the database refused while it answered
 
 
 @dataclass(frozen=True)
@@ -130,20 +155,31 @@ def _json_value(value: Mapping[str, Any] | BaseModel) -> Any:
 
 
 def prediction_row(app: str, answered: Answered) -> PredictionRow:
-    """The row of one answered request, under a new prediction id."""
+    """The row of one answered request, under a new prediction id. Raises TypeError or ValueError when the request
+    or response is not JSON."""
     input_json = canonical_json(_json_value(answered.request))
     return PredictionRow(
         id=uuid.uuid4().hex,
-        request_id=answered.request_id[:REQUEST_ID_CHARS],
+        request_id=storable(answered.request_id[:REQUEST_ID_CHARS]),
         app=app,
         model_sha256=answered.model_sha256,
-        input_sha256=hashlib.sha256(input_json.encode()).hexdigest(),
-        input_excerpt=input_json[:INPUT_EXCERPT_CHARS],
-        output_json=canonical_json(_json_value(answered.response)),
+        # The digest of the text as given, lone surrogates included (as their 3-byte forms).
+        input_sha256=hashlib.sha256(input_json.encode("utf-8", "surrogatepass")).hexdigest(),
+        input_excerpt=storable(input_json[:INPUT_EXCERPT_CHARS]),
+        output_json=storable(canonical_json(_json_value(answered.response))),
         latency_ms=answered.latency_ms,
         created_at=datetime.fromtimestamp(answered.answered_at, UTC).replace(tzinfo=None),
-        labels=tuple(label[:LABEL_CHARS] for label in answered.labels),
+        labels=tuple(storable(label[:LABEL_CHARS]) for label in answered.labels),
     )
+
+
+def storable(text: str) -> str:
+    """`text` with each lone surrogate replaced by U+FFFD, everything else unchanged.
+
+    A JSON string may escape half a surrogate pair ("\\ud800"), which Python decodes to a str no UTF-8 encoder, hence
+    no database driver, accepts; the row is kept with a replacement character rather than lost.
+    """
+    return _LONE_SURROGATE.sub("\ufffd", text)
 
 
 def canonical_json(value: Any) -> str:
@@ -166,7 +202,9 @@ def make_engine(db_url: str, connect_timeout_s: int) -> Engine:
     backend = make_url(db_url).get_backend_name()
     if backend == "mysql":
         timeouts = {name: connect_timeout_s for name in ("connect_timeout", "read_timeout", "write_timeout")}
-        return create_engine(db_url, pool_pre_ping=True, pool_recycle=3600, connect_args=timeouts)
+        # utf8mb4 whatever the URL says: the tables are utf8mb4, and a utf8 (utf8mb3) connection refuses emoji.
+        connect_args = {**timeouts, "charset": "utf8mb4"}
+        return create_engine(db_url, pool_pre_ping=True, pool_recycle=3600, connect_args=connect_args)
     if backend == "sqlite":
         engine = create_engine(db_url)
         event.listen(engine, "connect", _write_ahead_log)
@@ -236,15 +274,18 @@ class PredictionLog:
         # Rows of a batch that failed go back in front as rows: their ids are fixed from the first attempt on.
         self._buffer: deque[Answered | PredictionRow] = deque()
         self._cond = threading.Condition()
-        self._in_flight = 0
+        self._in_flight: list[Answered | PredictionRow] = []  # the batch the writer holds
         self._dropped = 0
         self._last_drop_warning = -_DROP_WARNING_EVERY_S
         self._retrying = False
         self._flush_requested = False
         self._closed = False
         self._tables_ready = False
-        self._writer = threading.Thread(target=self._run, name=f"prediction-log-{app}", daemon=True)
-        self._writer.start()
+        self._restart_times: deque[float] = deque()
+        self._restarts = 0
+        self._writer_error: BaseException | None = None
+        self._writer_failure: str | None = None
+        self._writer = self._start_writer()
 
     def record(
         self,
@@ -258,6 +299,8 @@ class PredictionLog:
     ) -> None:
         """Queue one request (JSON-able mappings or pydantic models, not changed afterwards); never blocks on the
         database. It is counted in the metrics when the writer takes it, or when a full buffer drops it."""
+        if not self._writer.is_alive():
+            self.writer_problem()
         answered = Answered(request_id, model_sha256, request, response, labels, latency_ms, time.time())
         with self._cond:
             self._buffer.append(answered)
@@ -266,11 +309,13 @@ class PredictionLog:
             if dropped:
                 self._count_predictions(dropped)
                 self._count_dropped(len(dropped))
+                self._warn_buffer_full()
             if len(self._buffer) >= self._settings.batch_rows:
                 self._cond.notify_all()
 
     def flush(self, timeout_s: float) -> bool:
         """Write what is buffered now; True when the buffer emptied within `timeout_s`."""
+        self.writer_problem()
         with self._cond:
             self._flush_requested = True
             self._cond.notify_all()
@@ -284,10 +329,41 @@ class PredictionLog:
             self._cond.notify_all()
         self._writer.join(timeout_s)
         with self._cond:
-            unwritten = len(self._buffer) + self._in_flight
+            unwritten = len(self._buffer) + len(self._in_flight)
         if unwritten:
             logger.error("prediction log of %s closed with %d rows unwritten", self.app, unwritten)
         self._engine.dispose()
+
+    def writer_problem(self) -> str | None:
+        """Why this log cannot write, or None when it can. Starts a writer thread that died again first, unless it
+        died MAX_WRITER_RESTARTS times within WRITER_RESTART_WINDOW_S; then the answer says so, from then on."""
+        with self._cond:
+            if self._closed or self._writer_failure is not None or self._writer.is_alive():
+                return self._writer_failure
+            now = time.monotonic()
+            while self._restart_times and now - self._restart_times[0] > WRITER_RESTART_WINDOW_S:
+                self._restart_times.popleft()
+            # The class name only: /healthz shows this, and an error message may quote a logged request.
+            died_of = type(self._writer_error).__name__
+            if len(self._restart_times) >= MAX_WRITER_RESTARTS:
+                self._writer_failure = (
+                    f"the prediction-log writer thread stopped {MAX_WRITER_RESTARTS + 1} times within "
+                    f"{WRITER_RESTART_WINDOW_S:g} s (last: {died_of}) and is not started again"
+                )
+                logger.error("prediction log of %s: %s", self.app, self._writer_failure)
+                return self._writer_failure
+            try:
+                self._writer = self._start_writer()
+            except RuntimeError as error:  # "can't start new thread"
+                self._writer_failure = f"the prediction-log writer thread cannot be started again: {error}"
+                logger.error("prediction log of %s: %s", self.app, self._writer_failure)
+                return self._writer_failure
+            self._restart_times.append(now)
+            self._restarts += 1
+            restarts = self._restarts
+        self._metrics.log_writer_restarted(self.app)
+        logger.warning("prediction log of %s: writer thread started again (%d so far)", self.app, restarts)
+        return None
 
     @property
     def writer_alive(self) -> bool:
@@ -295,14 +371,20 @@ class PredictionLog:
         return self._writer.is_alive()
 
     @property
+    def writer_restarts(self) -> int:
+        """Times the writer thread was started again since this log started."""
+        with self._cond:
+            return self._restarts
+
+    @property
     def buffered_rows(self) -> int:
         """Rows not yet committed, including a batch being written."""
         with self._cond:
-            return len(self._buffer) + self._in_flight
+            return len(self._buffer) + len(self._in_flight)
 
     @property
     def dropped_rows(self) -> int:
-        """Rows dropped from a full buffer since this log started."""
+        """Rows dropped since this log started: from a full buffer, or refused by the database."""
         with self._cond:
             return self._dropped
 
@@ -335,17 +417,41 @@ class PredictionLog:
             dropped_rows=self.dropped_rows,
         )
 
+    def _start_writer(self) -> threading.Thread:
+        writer = threading.Thread(target=self._run_writer, name=f"prediction-log-{self.app}", daemon=True)
+        writer.start()
+        return writer
+
+    def _run_writer(self) -> None:
+        try:
+            self._run()
+        except BaseException as error:
+            # Whatever stopped the thread is logged, and writer_problem() starts another. The batch it held is
+            # dropped, not requeued: it may be what stopped it, and would stop every writer started after it.
+            logger.exception("prediction log of %s: the writer thread stopped", self.app)
+            with self._cond:
+                self._writer_error = error
+                self._count_dropped(len(self._in_flight))
+                self._in_flight = []
+                self._cond.notify_all()
+
     def _count_predictions(self, entries: Sequence[Answered | PredictionRow]) -> None:
         # A PredictionRow is a requeued row of a failed batch: it was counted when the writer first took it.
         answered = [entry for entry in entries if isinstance(entry, Answered)]
-        if answered:
+        if not answered:
+            return
+        try:
             self._metrics.predictions(self.app, [a.labels for a in answered], [a.latency_ms for a in answered])
+        except Exception:  # a metric is never worth a row: the rows are still written
+            logger.exception("prediction log of %s: counting %d predictions failed", self.app, len(answered))
 
     def _count_dropped(self, rows: int) -> None:
         if rows <= 0:
             return
         self._dropped += rows
         self._metrics.log_dropped(self.app, rows)
+
+    def _warn_buffer_full(self) -> None:
         now = time.monotonic()
         if now - self._last_drop_warning >= _DROP_WARNING_EVERY_S:
             self._last_drop_warning = now
@@ -374,18 +480,18 @@ class PredictionLog:
                         return
                     continue
                 taken = [self._buffer.popleft() for _ in range(min(len(self._buffer), self._settings.batch_rows))]
-                self._in_flight = len(taken)
+                self._in_flight = taken
             self._count_predictions(taken)
             batch = self._rows(taken)
-            written = self._write(batch)
+            unwritten, refused = self._write(batch)
             with self._cond:
-                self._count_dropped(len(taken) - len(batch))  # the rows _rows() could not make
-                if written:
-                    self._in_flight = 0
+                self._in_flight = []
+                self._count_dropped(len(taken) - len(batch) + len(refused))  # rows _rows() could not make, too
+                if not unwritten:
                     self._retrying = False
                     pause_s = 0 if self._buffer else self._settings.flush_interval_s
                 else:
-                    self._requeue(batch)
+                    self._requeue(unwritten)
                     if self._closed:
                         return
                     pause_s = min(pause_s * 2, self._settings.retry_max_s) if self._retrying else _RETRY_FIRST_S
@@ -401,17 +507,68 @@ class PredictionLog:
                 continue
             try:
                 rows.append(prediction_row(self.app, entry))
-            except (TypeError, ValueError) as error:  # not JSON (NaN, an object): this row only, never the writer
-                logger.error("prediction log of %s: request %s cannot be logged: %s", self.app, entry.request_id, error)
+            except Exception as error:  # not JSON (NaN, an object, too deep): this row only, never the writer
+                logger.error("prediction log of %s: request %r cannot be logged: %s", self.app, entry.request_id, error)
         return rows
 
-    def _write(self, batch: list[PredictionRow]) -> bool:
+    def _write(self, batch: list[PredictionRow]) -> tuple[list[PredictionRow], list[PredictionRow]]:
+        """Write `batch`; returns the rows to try again and the rows given up on (logged here)."""
+        if not batch:
+            return [], []
         try:
             self._ensure_tables()
             insert_rows(self._engine, batch)
-        except SQLAlchemyError as error:
+            return [], []
+        # Not only SQLAlchemyError: a driver may raise others on a value it cannot send (e.g. UnicodeEncodeError).
+        except Exception as error:
             self._metrics.log_write_failed(self.app)
-            logger.warning("prediction log of %s: writing %d rows failed, will retry: %s", self.app, len(batch), error)
+            if not self._database_answers():
+                logger.warning(
+                    "prediction log of %s: writing %d rows failed, will retry: %s", self.app, len(batch), error
+                )
+                return batch, []
+        # The database answers, yet refused the batch: some rows of it are bad. The good ones are written now.
+        failed, untried = (batch, []) if len(batch) == 1 else self._write_apart(batch)
+        unwritten, refused = list(untried), []
+        for row in failed:
+            if row.failed_attempts + 1 < MAX_ROW_ATTEMPTS:
+                unwritten.append(replace(row, failed_attempts=row.failed_attempts + 1))
+                continue
+            refused.append(row)
+            logger.error(
+                "prediction log of %s: the database refused the row of request %r %d times; dropped",
+                self.app,
+                row.request_id,
+                MAX_ROW_ATTEMPTS,
+            )
+        return unwritten, refused
+
+    def _write_apart(self, rows: list[PredictionRow]) -> tuple[list[PredictionRow], list[PredictionRow]]:
+        """Write `rows`, which failed together, in halves down to single rows. Returns the rows refused on their own
+        while the database answered, and the rows left untried because it stopped answering."""
+        failed: list[PredictionRow] = []
+        halves = [rows[: len(rows) // 2], rows[len(rows) // 2 :]]
+        for index, half in enumerate(halves):
+            try:
+                insert_rows(self._engine, half)
+                continue
+            except Exception:
+                if not self._database_answers():
+                    return failed, [row for rest in halves[index:] for row in rest]
+            if len(half) == 1:
+                failed.extend(half)
+                continue
+            refused, untried = self._write_apart(half)
+            failed.extend(refused)
+            if untried:
+                return failed, untried + [row for rest in halves[index + 1 :] for row in rest]
+        return failed, []
+
+    def _database_answers(self) -> bool:
+        try:
+            with self._engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+        except SQLAlchemyError:
             return False
         return True
 
@@ -426,5 +583,6 @@ class PredictionLog:
         room = self._settings.buffer_rows - len(self._buffer)
         kept = batch[max(0, len(batch) - room) :] if room > 0 else []
         self._buffer.extendleft(reversed(kept))
-        self._in_flight = 0
         self._count_dropped(len(batch) - len(kept))
+        if len(kept) < len(batch):
+            self._warn_buffer_full()

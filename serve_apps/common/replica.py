@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fastapi import HTTPException, Request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from ray import serve
 
 from serve_apps.common.artifact import ModelArtifact, fetch
@@ -21,6 +21,15 @@ REQUEST_ID_HEADER = "x-request-id"
 CLOSE_TIMEOUT_S = 5.0
 
 Config = TypeVar("Config", bound=BaseModel)
+
+
+# Here rather than in schemas.py beside PredictionStats: the writer thread it reports on is this module's concern.
+class ReplicaStats(PredictionStats):
+    """GET /stats: PredictionStats, plus how often this replica's prediction-log writer had to be started again."""
+
+    writer_restarts: int = Field(
+        description="Times this replica started its prediction-log writer thread again after an error stopped it."
+    )
 
 
 def assigned_cpus() -> int:
@@ -69,11 +78,13 @@ class ModelReplica:
         parse_user_config(UserConfig, user_config, self.app_name)
 
     def check_health(self) -> None:
-        """Raise when the replica cannot do its job (no model, no log writer), so Ray replaces it."""
+        """Raise when the replica cannot do its job (no model, a log writer that cannot be started again), so Ray
+        replaces it. A writer thread that died is started again here."""
         if self.__dict__.get("model") is None:
             raise RuntimeError(f"{self.app_name}: the model is not loaded")
-        if not self.prediction_log.writer_alive:
-            raise RuntimeError(f"{self.app_name}: the prediction-log writer thread has stopped")
+        problem = self.prediction_log.writer_problem()
+        if problem is not None:
+            raise RuntimeError(f"{self.app_name}: {problem}")
 
     def record(
         self, http_request: Request, request: BaseModel, response: BaseModel, labels: Sequence[str], started: float
@@ -89,19 +100,23 @@ class ModelReplica:
         )
 
     def health_report(self) -> Health:
-        """The GET /healthz body."""
+        """The GET /healthz body; 503 naming the problem when the prediction log cannot write."""
+        problem = self.prediction_log.writer_problem()
+        if problem is not None:
+            raise HTTPException(status_code=503, detail=f"{self.app_name}: {problem}")
         return Health(status="ok", app=self.app_name, model_sha256=self.model_sha256)
 
-    def prediction_stats(self) -> PredictionStats:
+    def prediction_stats(self) -> ReplicaStats:
         """The GET /stats body; 503 while the prediction database is unreachable."""
         from sqlalchemy.exc import SQLAlchemyError
 
         try:
-            return self.prediction_log.stats()
+            stats = self.prediction_log.stats()
         except SQLAlchemyError as error:
             # The class name only: the full error may quote SQL parameters, i.e. logged requests.
             detail = f"prediction database unavailable ({type(error).__name__})"
             raise HTTPException(status_code=503, detail=detail) from error
+        return ReplicaStats(**stats.model_dump(), writer_restarts=self.prediction_log.writer_restarts)
 
     def __del__(self) -> None:
         # Ray Serve calls __del__ on graceful shutdown (after the ASGI app's shutdown): write what is buffered.

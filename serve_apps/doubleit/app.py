@@ -16,8 +16,8 @@ from ray.serve import Application
 from serve_apps.common.api import make_api, reject
 from serve_apps.common.artifact import ModelArtifact
 from serve_apps.common.page import add_try_it_page
-from serve_apps.common.replica import ModelReplica, assigned_cpus
-from serve_apps.common.schemas import FiniteFloat, Health, PredictionLogSettings, PredictionStats
+from serve_apps.common.replica import ModelReplica, ReplicaStats, assigned_cpus
+from serve_apps.common.schemas import FiniteFloat, Health, PredictionLogSettings
 
 if TYPE_CHECKING:
     from serve_apps.doubleit.model import DoubleItModel
@@ -92,7 +92,7 @@ class DoubleIt(ModelReplica):
         return self.health_report()
 
     @api.get("/stats")
-    def stats(self) -> PredictionStats:
+    def stats(self) -> ReplicaStats:
         """Logged requests and latency percentiles (doubling has no classes to count)."""
         return self.prediction_stats()
 

@@ -15,8 +15,8 @@ from ray.serve import Application
 from serve_apps.common.api import make_api, reject
 from serve_apps.common.artifact import ModelArtifact
 from serve_apps.common.page import add_try_it_page
-from serve_apps.common.replica import ModelReplica, assigned_cpus
-from serve_apps.common.schemas import ClassPredictions, FeatureValue, Health, PredictionLogSettings, PredictionStats
+from serve_apps.common.replica import ModelReplica, ReplicaStats, assigned_cpus
+from serve_apps.common.schemas import ClassPredictions, FeatureValue, Health, PredictionLogSettings
 
 if TYPE_CHECKING:
     from serve_apps.iris.model import IrisModel
@@ -87,7 +87,7 @@ class IrisClassifier(ModelReplica):
         return self.health_report()
 
     @api.get("/stats")
-    def stats(self) -> PredictionStats:
+    def stats(self) -> ReplicaStats:
         """Logged predictions per class and latency percentiles."""
         return self.prediction_stats()
 

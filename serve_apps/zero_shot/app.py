@@ -22,8 +22,8 @@ from serve_apps.common.api import make_api, reject
 from serve_apps.common.artifact import ModelArtifact
 from serve_apps.common.batching import Batcher
 from serve_apps.common.page import add_try_it_page
-from serve_apps.common.replica import ModelReplica, assigned_cpus, parse_user_config
-from serve_apps.common.schemas import UTF8, BatchedUserConfig, Health, PredictionLogSettings, PredictionStats
+from serve_apps.common.replica import ModelReplica, ReplicaStats, assigned_cpus, parse_user_config
+from serve_apps.common.schemas import UTF8, BatchedUserConfig, Health, PredictionLogSettings
 
 if TYPE_CHECKING:
     from serve_apps.zero_shot.model import Classification, Query, ZeroShotModel
@@ -281,7 +281,7 @@ class ZeroShotClassifier(ModelReplica):
         return self.health_report()
 
     @api.get("/stats")
-    def stats(self) -> PredictionStats:
+    def stats(self) -> ReplicaStats:
         """Logged predictions per label and latency percentiles."""
         return self.prediction_stats()
 

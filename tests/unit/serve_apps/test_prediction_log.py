@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, func, select
@@ -15,6 +16,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from serve_apps.common.prediction_log import (
     DB_URL_ENV,
     INPUT_EXCERPT_CHARS,
+    LABEL_CHARS,
+    MAX_WRITER_RESTARTS,
+    REQUEST_ID_CHARS,
     PredictionLog,
     PredictionRow,
     canonical_json,
@@ -250,3 +254,160 @@ def test_a_local_sqlite_log_commits_through_a_write_ahead_log(tmp_path: Path) ->
 def test_make_engine_refuses_other_databases() -> None:
     with pytest.raises(ValueError, match="supports mysql\\+pymysql:// and sqlite://"):
         make_engine("postgresql://u@db/serving", connect_timeout_s=1)
+
+
+# Labels are client data in any script; each must be stored and counted as sent, none may stop the writer.
+LABELS_IN_ANY_SCRIPT = [
+    "⚽ sports",
+    "cooking",
+    "😀 fun",
+    "🏈 football",
+    "Sports",
+    "日本語",
+    "tab\there\x00\x7f",
+    "é" * 255,
+]
+
+
+def logged_labels(db_url: str, app: str) -> list[str]:
+    engine = create_engine(db_url)
+    with engine.connect() as connection:
+        labels = connection.scalars(select(prediction_labels.c.label).where(prediction_labels.c.app == app)).all()
+    engine.dispose()
+    return sorted(labels)
+
+
+def test_labels_in_any_script_are_stored_and_counted_as_sent(db_url: str, app: str) -> None:
+    log = PredictionLog(db_url, app, FAST)
+    for index, label in enumerate(LABELS_IN_ANY_SCRIPT):
+        record(log, f"req-{index:02}", label=label)
+    assert log.flush(timeout_s=10)
+    stats = log.stats()
+    assert log.writer_alive
+    log.close(timeout_s=5)
+    assert logged_labels(db_url, app) == sorted(LABELS_IN_ANY_SCRIPT)
+    # A case- or emoji-folding collation would merge "Sports" with "sports" and the emoji with each other.
+    assert stats.counts == dict.fromkeys(LABELS_IN_ANY_SCRIPT, 1)
+    assert (stats.predictions, stats.dropped_rows) == (len(LABELS_IN_ANY_SCRIPT), 0)
+
+
+def test_a_lone_surrogate_is_stored_as_a_replacement_character(db_url: str, app: str) -> None:
+    log = PredictionLog(db_url, app, FAST)
+    request = {"text": "half a pair: \ud800", "labels": ["\udfff"]}
+    log.record(request_id="req-1", model_sha256=SHA, request=request, response={}, labels=["\udfff"], latency_ms=1.0)
+    assert log.flush(timeout_s=10)
+    log.close(timeout_s=5)
+    engine = create_engine(db_url)
+    with engine.connect() as connection:
+        row = connection.execute(select(predictions).where(predictions.c.app == app)).one()
+    engine.dispose()
+    assert row.input_excerpt == '{"labels":["\ufffd"],"text":"half a pair: \ufffd"}'
+    as_given = canonical_json(request).encode("utf-8", "surrogatepass")
+    assert row.input_sha256 == hashlib.sha256(as_given).hexdigest()
+    assert logged_labels(db_url, app) == ["\ufffd"]
+    assert log.dropped_rows == 0
+
+
+def test_huge_strings_are_cut_to_their_columns(db_url: str, app: str) -> None:
+    log = PredictionLog(db_url, app, FAST)
+    text = "⚽" * 1_000_000
+    log.record(
+        request_id="r" * 1000,
+        model_sha256=SHA,
+        request={"text": text},
+        response={"sequence": text},
+        labels=["😀" * 100_000],
+        latency_ms=1.0,
+    )
+    assert log.flush(timeout_s=30)
+    log.close(timeout_s=5)
+    engine = create_engine(db_url)
+    with engine.connect() as connection:
+        row = connection.execute(select(predictions).where(predictions.c.app == app)).one()
+    engine.dispose()
+    assert (row.request_id, len(row.input_excerpt)) == ("r" * REQUEST_ID_CHARS, INPUT_EXCERPT_CHARS)
+    assert json.loads(row.output_json) == {"sequence": text}
+    assert logged_labels(db_url, app) == ["😀" * LABEL_CHARS]
+
+
+def test_a_row_the_database_refuses_is_dropped_and_the_others_written(db_url: str, app: str) -> None:
+    log = PredictionLog(db_url, app, FAST)
+    record(log, "req-1")
+    # NaN is no SQL value: SQLite stores NULL into a NOT NULL column, MySQL reads `nan` as a column name.
+    record(log, "req-nan-latency", latency_ms=float("nan"))
+    record(log, "req-2")
+    assert log.flush(timeout_s=15)
+    record(log, "req-3")  # the writer goes on after the refused row
+    assert log.flush(timeout_s=10)
+    assert log.writer_alive
+    assert (log.buffered_rows, log.dropped_rows) == (0, 1)
+    assert log.stats().dropped_rows == 1
+    log.close(timeout_s=5)
+    assert logged_request_ids(db_url, app) == ["req-1", "req-2", "req-3"]
+
+
+def test_no_row_stops_the_writer(db_url: str, app: str) -> None:
+    log = PredictionLog(db_url, app, FAST.model_copy(update={"batch_rows": 4}))
+    expected = []
+    for index, label in enumerate([*LABELS_IN_ANY_SCRIPT, "\ud800", "x" * 100_000]):
+        record(log, f"req-{index:02}", label=label)
+        expected.append(f"req-{index:02}")
+        if index % 3 == 0:
+            record(log, f"bad-{index:02}", latency_ms=float("nan"))
+    assert log.flush(timeout_s=30)
+    assert log.writer_alive
+    assert log.dropped_rows == 4
+    log.close(timeout_s=5)
+    assert logged_request_ids(db_url, app) == expected
+
+
+class Boom(Exception):
+    """An error the writer does not expect."""
+
+
+def test_a_writer_killed_by_an_unexpected_error_is_started_again(
+    app: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db_url = f"sqlite:///{tmp_path / 'log.sqlite'}"
+    log = PredictionLog(db_url, app, FAST)
+    make_rows = log._rows
+
+    def dies_once(taken: list[Any]) -> Any:
+        monkeypatch.setattr(log, "_rows", make_rows)
+        raise Boom("a bug")
+
+    monkeypatch.setattr(log, "_rows", dies_once)
+    record(log, "req-lost")
+    log._writer.join(timeout=5)  # it dies holding req-lost
+    assert not log.writer_alive
+    record(log, "req-1")  # starts it again
+    assert log.flush(timeout_s=10)
+    assert log.writer_alive
+    assert (log.writer_restarts, log.dropped_rows, log.writer_problem()) == (1, 1, None)
+    log.close(timeout_s=5)
+    assert logged_request_ids(db_url, app) == ["req-1"]
+
+
+def test_a_writer_that_keeps_dying_is_reported_not_restarted(
+    app: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def dies(self: PredictionLog) -> None:
+        raise Boom("a bug")
+
+    monkeypatch.setattr(PredictionLog, "_run", dies)
+    log = PredictionLog(f"sqlite:///{tmp_path / 'log.sqlite'}", app, FAST)
+    problems = []
+    for _ in range(MAX_WRITER_RESTARTS + 2):
+        log._writer.join(timeout=5)
+        problems.append(log.writer_problem())
+    assert problems[:MAX_WRITER_RESTARTS] == [None] * MAX_WRITER_RESTARTS
+    assert (
+        problems[MAX_WRITER_RESTARTS:]
+        == [
+            f"the prediction-log writer thread stopped {MAX_WRITER_RESTARTS + 1} times within 60 s (last: Boom) "
+            "and is not started again"
+        ]
+        * 2
+    )
+    assert log.writer_restarts == MAX_WRITER_RESTARTS
+    log.close(timeout_s=1)

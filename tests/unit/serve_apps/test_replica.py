@@ -4,10 +4,11 @@ import subprocess
 import sys
 
 import pytest
+from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 
 from serve_apps.common.api import reject
-from serve_apps.common.replica import parse_user_config
+from serve_apps.common.replica import ModelReplica, parse_user_config
 from serve_apps.common.schemas import BatchedUserConfig, UserConfig
 
 HEAVY_MODULES = ["onnxruntime", "torch", "xgboost", "transformers", "sqlalchemy", "tokenizers", "joblib", "boto3"]
@@ -52,3 +53,31 @@ def test_app_modules_import_no_model_libraries() -> None:
     code = f"import sys, {apps}; print(sorted(set({HEAVY_MODULES!r}) & set(sys.modules)))"
     loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert loaded.strip() == "[]"
+
+
+class BrokenLog:
+    """A prediction log whose writer died too often to be started again."""
+
+    writer_restarts = 5
+
+    def writer_problem(self) -> str:
+        return "the prediction-log writer thread stopped 6 times within 60 s (last: Boom) and is not started again"
+
+
+def replica_with_broken_log() -> ModelReplica:
+    replica = object.__new__(ModelReplica)
+    replica.app_name, replica.model, replica.model_sha256 = "zero-shot", object(), "a" * 64
+    replica.prediction_log = BrokenLog()  # type: ignore[assignment]
+    return replica
+
+
+def test_a_log_writer_that_cannot_start_fails_the_health_check() -> None:
+    with pytest.raises(RuntimeError, match=r"^zero-shot: the prediction-log writer thread stopped 6 times"):
+        replica_with_broken_log().check_health()
+
+
+def test_a_log_writer_that_cannot_start_makes_healthz_503() -> None:
+    with pytest.raises(HTTPException) as error:
+        replica_with_broken_log().health_report()
+    assert error.value.status_code == 503
+    assert error.value.detail.startswith("zero-shot: the prediction-log writer thread stopped 6 times")
