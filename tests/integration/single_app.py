@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +12,23 @@ from serve_apps.local import env_serve_config
 REPO_ROOT = Path(__file__).parents[2]
 
 
-def single_app_config(env: str, app: str, env_vars: dict[str, str]) -> dict[str, Any]:
-    """The env's Serve config holding only `app`, whose replicas also get `env_vars` (the pod env in a cluster)."""
+def apps_config(env: str, apps: Iterable[str], env_vars: dict[str, str]) -> dict[str, Any]:
+    """The env's Serve config holding only `apps`, whose replicas also get `env_vars` (the pod env in a cluster)."""
     config = env_serve_config(REPO_ROOT, env)
-    (application,) = (a for a in config["applications"] if a["name"] == app)
-    runtime_env = application.get("runtime_env", {})
-    merged = {**runtime_env, "env_vars": {**runtime_env.get("env_vars", {}), **env_vars}}
-    return {**config, "applications": [{**application, "runtime_env": merged}]}
+    wanted = set(apps)
+    applications = []
+    for application in config["applications"]:
+        if application["name"] in wanted:
+            runtime_env = application.get("runtime_env", {})
+            merged = {**runtime_env, "env_vars": {**runtime_env.get("env_vars", {}), **env_vars}}
+            applications.append({**application, "runtime_env": merged})
+    assert {a["name"] for a in applications} == wanted, f"{env} lacks {wanted - {a['name'] for a in applications}}"
+    return {**config, "applications": applications}
+
+
+def single_app_config(env: str, app: str, env_vars: dict[str, str]) -> dict[str, Any]:
+    """The env's Serve config holding only `app`, whose replicas also get `env_vars`."""
+    return apps_config(env, [app], env_vars)
 
 
 def free_port() -> int:

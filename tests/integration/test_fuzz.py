@@ -21,9 +21,9 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.core.result import Ok
 from schemathesis.generation.modes import GenerationMode
 
-from serve_apps.local import deploy, env_serve_config
+from serve_apps.local import deploy
 from tests.integration.services import MariaDbDatabase
-from tests.integration.single_app import REPO_ROOT, free_port
+from tests.integration.single_app import apps_config, free_port
 
 APPS = ("doubleit", "iris", "tabular", "zero-shot")
 # Each request's deadline: a generated request that hangs fails its example (hypothesis' own deadline stays off, as
@@ -53,14 +53,8 @@ def base_url(ray_cluster: Any, database: MariaDbDatabase, tmp_path_factory: pyte
     from ray import serve
 
     env_vars = {"PREDICTION_DB_URL": database.url, "MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("cache"))}
-    config = env_serve_config(REPO_ROOT, "dev")
-    config["applications"] = [
-        {**app, "runtime_env": {**app.get("runtime_env", {}), "env_vars": env_vars}}
-        for app in config["applications"]
-        if app["name"] in APPS
-    ]
     try:
-        yield deploy(config, free_port()).url
+        yield deploy(apps_config("dev", APPS, env_vars), free_port()).url
     finally:
         serve.shutdown()
 

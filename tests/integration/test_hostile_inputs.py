@@ -31,9 +31,9 @@ import pytest
 import sqlalchemy as sa
 
 from serve_apps.common.prediction_log import prediction_labels, predictions
-from serve_apps.local import deploy, env_serve_config
+from serve_apps.local import deploy
 from tests.integration.services import MariaDbDatabase
-from tests.integration.single_app import REPO_ROOT, free_port
+from tests.integration.single_app import REPO_ROOT, apps_config, free_port
 
 APPS = ("doubleit", "iris", "tabular", "zero-shot")
 NORMAL_PER_APP = 150
@@ -442,14 +442,8 @@ def base_url(ray_cluster: Any, database: MariaDbDatabase, tmp_path_factory: pyte
     from ray import serve
 
     env_vars = {"PREDICTION_DB_URL": database.url, "MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("cache"))}
-    config = env_serve_config(REPO_ROOT, "dev")
-    config["applications"] = [
-        {**app, "runtime_env": {**app.get("runtime_env", {}), "env_vars": env_vars}}
-        for app in config["applications"]
-        if app["name"] in APPS
-    ]
     try:
-        yield deploy(config, free_port()).url
+        yield deploy(apps_config("dev", APPS, env_vars), free_port()).url
     finally:
         serve.shutdown()
 
