@@ -104,6 +104,13 @@ def mysql_url(services: _svc.Services) -> str:
     return services.mysql_url
 
 
+@pytest.fixture(scope="module")
+def database(mysql_url: str) -> Iterator[_svc.MariaDbDatabase]:
+    """A database of the test module's own, so its tables hold only what that module's clients caused."""
+    with _svc.MariaDbDatabase(mysql_url) as db:
+        yield db
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint(services: _svc.Services) -> Iterator[str]:
     """S3 endpoint URL; also points the AWS env vars at it for the session (restored after)."""

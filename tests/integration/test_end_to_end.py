@@ -39,17 +39,6 @@ ROWS_TIMEOUT_S = 30
 
 
 @pytest.fixture(scope="module")
-def database(mysql_url: str) -> Iterator[MariaDbDatabase]:
-    """A database of this module's own, so the table holds only what this test's clients caused."""
-    db = MariaDbDatabase(mysql_url)
-    db.create()
-    try:
-        yield db
-    finally:
-        db.drop()
-
-
-@pytest.fixture(scope="module")
 def e2e_repo(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str, database: MariaDbDatabase) -> Path:
     """A copy of the repo's spec with an `e2e` env: dev's apps, models from S3, the database URL as a secret."""
     bucket = f"e2e-models-{uuid.uuid4().hex[:8]}"

@@ -119,16 +119,6 @@ def server(mysql_url: str) -> Server:
 
 
 @pytest.fixture(scope="module")
-def database(mysql_url: str) -> Iterator[MariaDbDatabase]:
-    db = MariaDbDatabase(mysql_url)
-    db.create()
-    try:
-        yield db
-    finally:
-        db.drop()
-
-
-@pytest.fixture(scope="module")
 def iris_config(database: MariaDbDatabase, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The dev env's iris app alone, logging into this module's database."""
     env_vars = {"PREDICTION_DB_URL": database.url, "MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("cache"))}

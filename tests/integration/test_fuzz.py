@@ -38,16 +38,6 @@ predicted: dict[str, list[str]] = {app: [] for app in APPS}  # app -> request id
 
 
 @pytest.fixture(scope="module")
-def database(mysql_url: str) -> Iterator[MariaDbDatabase]:
-    db = MariaDbDatabase(mysql_url)
-    db.create()
-    try:
-        yield db
-    finally:
-        db.drop()
-
-
-@pytest.fixture(scope="module")
 def base_url(ray_cluster: Any, database: MariaDbDatabase, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The dev env's four apps, logging into the database of this module."""
     from ray import serve

@@ -431,12 +431,6 @@ def report(run: Run, seconds: float) -> str:
 
 
 @pytest.fixture(scope="module")
-def database(mysql_url: str) -> Iterator[MariaDbDatabase]:
-    with MariaDbDatabase(mysql_url) as db:
-        yield db
-
-
-@pytest.fixture(scope="module")
 def base_url(ray_cluster: Any, database: MariaDbDatabase, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The dev env's four apps, logging into the database of this module."""
     from ray import serve

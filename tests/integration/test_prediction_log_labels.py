@@ -33,12 +33,6 @@ HEALTH_CHECKS_S = 5.0
 
 
 @pytest.fixture(scope="module")
-def database(mysql_url: str) -> Iterator[MariaDbDatabase]:
-    with MariaDbDatabase(mysql_url) as db:
-        yield db
-
-
-@pytest.fixture(scope="module")
 def app_url(ray_cluster: Any, database: MariaDbDatabase, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from ray import serve
 
