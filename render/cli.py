@@ -1,5 +1,5 @@
-"""Command line: `python -m render {render,schema,diff,promote,cost}`. User mistakes exit 1 with messages, never a
-traceback."""
+"""Command line: `python -m render {render,schema,diff,promote,set-image,cost}`. User mistakes exit 1 with messages,
+never a traceback."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from render.errors import ServingError, SpecError, StaleRenderError
 from render.pipeline import Rendered, render_repo
 from render.promotion import check_promotion, promote
 from render.resources import applied_manifests
+from render.set_image import set_image
 from render.snapshot import GitError, snapshot
 from render.spec.load import load_specs
 from render.spec.schema import SCHEMA_FILE, spec_json_schema
@@ -109,6 +110,23 @@ def _promote(args: argparse.Namespace) -> None:
     print(diff_markdown(old, compare(old.files, rendered.files, book)), end="")
 
 
+def _set_image(args: argparse.Namespace) -> None:
+    root = Path(args.root).resolve()
+    change = set_image(root, args.env, args.reference)
+    if change.old == change.new:
+        print(f"{change.file}: env.image is already {change.new!r}: nothing to set")
+    else:
+        print(f"{change.file}: env.image: {change.old!r} → {change.new!r}")
+    rendered = _guarded_render(root, crd_dir_from_env(args.crd_dir))
+    out = root / "rendered"
+    stale = stale_files(rendered.files, out)
+    if stale:
+        write_tree(rendered.files, out)
+    for path in stale:
+        print(f"  rendered/{path}")
+    print(f"wrote rendered/: {len(rendered.files)} files, {len(stale)} changed")
+
+
 def _cost(args: argparse.Namespace) -> None:
     root = Path(args.root).resolve()
     pricing = load_price_book(root, [args.env]).pricing(args.env)
@@ -151,6 +169,13 @@ def parser() -> argparse.ArgumentParser:
     promotion.add_argument("target", help="the environment after it, e.g. staging")
     promotion.add_argument("--crd-dir", help=crd_help)
     promotion.set_defaults(run=_promote)
+    setting = commands.add_parser(
+        "set-image", help="write a pushed image's digest reference into an environment's spec; render"
+    )
+    setting.add_argument("env", help="environment to run the image, e.g. dev")
+    setting.add_argument("reference", help="digest reference, <repository>@sha256:<64 hex digits>")
+    setting.add_argument("--crd-dir", help=crd_help)
+    setting.set_defaults(run=_set_image)
     cost = commands.add_parser(
         "cost", help="monthly cost of an environment at min and max scale (clusters/prices.yaml)"
     )

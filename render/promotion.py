@@ -368,9 +368,9 @@ def check_promotion(root: Path, specs: dict[str, Spec]) -> str | None:
     return None
 
 
-def _yaml() -> Any:
+def round_trip_yaml() -> Any:
     """A round-trip YAML that keeps comments, quotes and this repository's layout."""
-    # Imported here: only `promote` edits YAML by hand, and render, diff and cost do not need ruamel.
+    # Imported here: only `promote` and `set-image` edit YAML by hand, and render, diff and cost do not need ruamel.
     from ruamel.yaml import YAML
 
     handler = YAML()
@@ -535,7 +535,8 @@ def image_reference(values: dict[str, Any]) -> str:
     return text
 
 
-def _dump(handler: Any, document: Any) -> str:
+def dump_round_trip(handler: Any, document: Any) -> str:
+    """The text of a document loaded with round_trip_yaml()."""
     stream = io.StringIO()
     handler.dump(document, stream)
     return stream.getvalue()
@@ -576,7 +577,7 @@ def promote(root: Path, source: str, target: str) -> Promotion:
         )
     overlay = root / DEPLOYMENTS_DIR / target / OVERLAY_FILE
     file = str(overlay.relative_to(root))
-    handler = _yaml()
+    handler = round_trip_yaml()
     original = overlay.read_text(encoding="utf-8") if overlay.exists() else ""
     document = handler.load(original) if original.strip() else handler.map()
     flat_source, flat_target = effective_values(specs[source]), effective_values(specs[target])
@@ -592,15 +593,15 @@ def promote(root: Path, source: str, target: str) -> Promotion:
                 _set(document, path, value)
         for path, value in wanted.items():
             # State a key only where the target would not inherit the same value from the layers below it.
-            trial = handler.load(_dump(handler, document))
+            trial = handler.load(dump_round_trip(handler, document))
             _unset(trial, path)
             try:
-                inherited = _scratch_values(scratch, target, _dump(handler, trial))
+                inherited = _scratch_values(scratch, target, dump_round_trip(handler, trial))
             except SpecError:
                 continue
             if _value_at(inherited, path) == value:
                 document = trial
-        text = _dump(handler, document)
+        text = dump_round_trip(handler, document)
         after = _scratch_values(scratch, target, text)
         unreached = [p for p, v in wanted.items() if _value_at(after, p) != v]
         if unreached:
