@@ -128,6 +128,8 @@ def lock(session: nox.Session) -> None:
 @nox.session(python=PYTHON, default=False)
 def image(session: nox.Session) -> None:
     """Build the serving image with a running Docker engine; prints ID, size, build time (`-- --help`)."""
+    if any(arg.startswith("--set-image") for arg in session.posargs):
+        install(session, "render")  # the build needs nothing installed; writing a spec and rendering do
     session.run("python", "-m", "tools.image", *session.posargs)
 
 

@@ -1,12 +1,14 @@
 """Build (and push) the serving image of the Dockerfile with a running Docker engine; `nox -s image` runs this.
 
-    python -m tools.image [--base local|IMAGE] [--tag TAG] [--gpu] [--no-cache] [--push REGISTRY]
+    python -m tools.image [--base local|IMAGE] [--tag TAG] [--gpu] [--no-cache] [--push REGISTRY [--set-image ENV]]
 
 It starts nothing but builds: it needs an engine that answers (`docker info`), and says how to start one if none
 does. `--base local` builds on `local/debian-python:bookworm`, a Debian bookworm with its Python 3.11 made by
 debootstrap when missing (root and debootstrap needed): the way to build where no registry can be reached. Without
 it the Dockerfile's default, the official Python image pinned by digest, is the base. The build prints the image's
-ID, size and build time and fails above SIZE_BUDGET_BYTES. Only the standard library is used.
+ID, size and build time and fails above SIZE_BUDGET_BYTES. `--push` prints the pushed digest reference and
+`--set-image dev` writes it into dev's spec and renders, by `python -m render set-image` (then `nox -s promote`
+carries it on). Only the standard library is used.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ DEFAULT_TAG = "serving-toolkit:dev"
 SIZE_BUDGET_BYTES = 2_380_000_000
 SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 _PIN = re.compile(r"^([A-Za-z0-9_.-]+)==(\S+)")
+_PUSHED_DIGEST = re.compile(r"^\S+: digest: (sha256:[0-9a-f]{64}) size: \d+$", re.MULTILINE)
 
 
 class ImageError(Exception):
@@ -175,21 +178,38 @@ def smoke_check(tag: str) -> None:
     docker("run", "--rm", "--network", "none", tag, "bash", "-c", "wget --version >/dev/null")
 
 
-def push(tag: str, registry: str) -> str:
-    """Tag the image into `registry` (e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com/serving), push it and return
-    its digest reference, the one to put in env.image. The engine must already be logged in to the registry."""
-    commit = subprocess.run(
+def commit_tag() -> str:
+    """The tag a pushed image gets: the repository's commit, 12 hex digits."""
+    return subprocess.run(
         ["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True, cwd=REPO_ROOT
     ).stdout.strip()
-    remote = f"{registry.rstrip('/')}:{commit}"
+
+
+def push(tag: str, registry: str) -> str:
+    """Tag the local image `tag` (any image) as `registry:<commit>` (registry e.g.
+    123456789012.dkr.ecr.eu-west-1.amazonaws.com/serving), push it and return its digest reference
+    `registry@sha256:…`, the one to put in env.image. The engine must already be logged in to the registry."""
+    repository = registry.rstrip("/")
+    remote = f"{repository}:{commit_tag()}"
     docker("tag", tag, remote)
     try:
-        docker("push", remote)
+        output = docker("push", remote)
     except ImageError as error:
         raise ImageError(f"{error}. Hint: is {registry} reachable, and the engine logged in (docker login)?") from error
-    digests = docker("image", "inspect", "--format", '{{join .RepoDigests "\\n"}}', remote).splitlines()
-    repository = registry.rstrip("/")
-    return next(d for d in digests if d.startswith(repository + "@"))
+    # The push's own last line (`<tag>: digest: sha256:… size: …`): the engine's RepoDigests may also hold digests
+    # of earlier pushes of the same image to this repository.
+    match = _PUSHED_DIGEST.search(output)
+    if match is None:
+        raise ImageError(f"docker push {remote} printed no digest: {output.splitlines()[-1:]}")
+    return f"{repository}@{match.group(1)}"
+
+
+def set_image(env: str, reference: str, root: Path = REPO_ROOT) -> None:
+    """Write `reference` into `env`'s spec under `root` and render (`python -m render set-image`, which prints what
+    changed); ImageError when it refuses."""
+    command = [sys.executable, "-m", "render", "--root", str(root), "set-image", env, reference]
+    if subprocess.run(command, check=False).returncode != 0:
+        raise ImageError(f"set-image refused {reference} for {env} (above); the image is pushed, the spec unchanged")
 
 
 def main(argv: list[str]) -> int:
@@ -199,7 +219,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--gpu", action="store_true", help="onnxruntime-gpu; needs a CUDA base (not tested here)")
     parser.add_argument("--no-cache", action="store_true", help="build every layer again (a cold build)")
     parser.add_argument("--push", metavar="REGISTRY", help="then tag as REGISTRY:<commit>, push, print the digest")
+    parser.add_argument("--set-image", metavar="ENV", help="then write the pushed digest into ENV's spec and render")
     args = parser.parse_args(argv)
+    if args.set_image and not args.push:
+        parser.error("--set-image needs --push: it writes the digest of the image pushed")
     try:
         print(f"Docker engine {engine_version()}")
         base = args.base
@@ -216,7 +239,10 @@ def main(argv: list[str]) -> int:
             raise ImageError(f"{size / 1e9:.2f} GB exceeds the size budget of {SIZE_BUDGET_BYTES / 1e9:.2f} GB")
         print(f"size budget: {size / 1e9:.2f} GB of {SIZE_BUDGET_BYTES / 1e9:.2f} GB")
         if args.push:
-            print(f"pushed: {push(args.tag, args.push)}")
+            reference = push(args.tag, args.push)
+            print(f"pushed: {reference}", flush=True)
+            if args.set_image:
+                set_image(args.set_image, reference)
     except ImageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
