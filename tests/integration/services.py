@@ -9,24 +9,30 @@ Two interchangeable backends produce the same :class:`Services` object:
   dropped afterwards) and LocalStack in host mode (``tools/localstack_host.py``),
   started from its own virtualenv and stopped by its process group.
 
-``SERVICES_BACKEND=auto|docker|local`` chooses (default ``auto``: docker if
-``docker.from_env().ping()`` works, else local). When nothing usable is running,
+``SERVICES_BACKEND=auto|docker|local`` chooses (default ``auto``: docker if an engine answers
+``ping`` and can have every image the backend runs, else local). The images are settings
+(``SERVICES_MYSQL_IMAGE``, ``SERVICES_LOCALSTACK_IMAGE``); "can have" means present, a stand-in
+that ``service_images.py`` builds without a registry, or pullable. When Testcontainers' Ryuk
+reaper image cannot be had either, Ryuk is disabled and this module removes its containers
+itself, including those a killed run left behind. When nothing usable is running,
 :class:`ServicesUnavailable` says what to start.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
+import importlib
 import os
 import secrets
-import sys
+import socket
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import psutil
+import service_images
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
@@ -38,9 +44,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BACKEND_ENV = "SERVICES_BACKEND"
 BACKEND_CHOICES = ("auto", "docker", "local")
 
-# Pinned images for the docker backend (override with the env vars, keep them pinned).
+# Pinned images for the docker backend (override with the env vars, keep them pinned). Where no registry is
+# reachable, the stand-ins of service_images.py: local/mariadb-mysql:10.11 and local/localstack:4.9.2.
 MYSQL_IMAGE = os.environ.get("SERVICES_MYSQL_IMAGE", "mysql:8.4")
-LOCALSTACK_IMAGE = os.environ.get("SERVICES_LOCALSTACK_IMAGE", "localstack/localstack:4.9.2")
+LOCALSTACK_IMAGE = os.environ.get(
+    "SERVICES_LOCALSTACK_IMAGE", f"localstack/localstack:{service_images.LOCALSTACK_VERSION}"
+)
+# Every container of the docker backend carries its owner (host, pid, process start time): without Ryuk, the next
+# run removes the containers of an owner that is gone.
+OWNER_LABEL = "serving-toolkit.tests.owner"
 
 # Admin connection for the local backend (a database is created and dropped through it).
 LOCAL_MYSQL_ADMIN_ENV = "SERVICES_MYSQL_ADMIN_URL"
@@ -64,6 +76,13 @@ START_LOCAL_HINT = (
     f"or point {LOCAL_MYSQL_ADMIN_ENV} at one; LocalStack is then started by the tests "
     "themselves in host mode from $LOCALSTACK_VENV "
     "(prepare it with `python tools/localstack_host.py ensure-venv`)"
+)
+
+
+IMAGES_HINT = (
+    f"set SERVICES_MYSQL_IMAGE={service_images.MARIADB_STAND_IN} and "
+    f"SERVICES_LOCALSTACK_IMAGE={service_images.LOCALSTACK_STAND_IN} (stand-ins built here from Debian packages "
+    "and PyPI), or make the images pullable"
 )
 
 
@@ -113,6 +132,11 @@ class Services:
     def summary(self) -> str:
         timing = self.details.get("startup_seconds")
         extra = f", ready in {timing:.1f}s" if isinstance(timing, float) else ""
+        if self.backend == "docker":
+            extra += f", images {self.details['mysql_image']} + {self.details['localstack_image']}"
+            extra += f", {self.details['ryuk']}"
+        elif self.details.get("not_docker"):
+            extra += f"; not docker: {self.details['not_docker']}"
         return f"{self.backend} (mysql db {self.mysql_database}, s3 {self.s3_endpoint_url}{extra})"
 
 
@@ -175,8 +199,16 @@ def wait_for_mysql(url: URL | str, timeout: float = READY_TIMEOUT, interval: flo
 # --------------------------------------------------------------------------- detection
 
 
-def detect_backend(environ: Mapping[str, str] | None = None) -> str:
-    """Return ``"docker"`` or ``"local"`` according to ``SERVICES_BACKEND``.
+def docker_images_unobtainable(images: tuple[str, ...] | None = None) -> str:
+    """Why the engine cannot have the docker backend's images ("" when it can have them all)."""
+    images = images or (MYSQL_IMAGE, LOCALSTACK_IMAGE)
+    reasons = [why for why in map(service_images.unobtainable, images) if why]
+    return "; ".join(reasons)
+
+
+def choose_backend(environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """``("docker" | "local", why)`` according to ``SERVICES_BACKEND``; ``why`` says why ``auto`` did not take
+    Docker ("" otherwise).
 
     Raises :class:`ServicesUnavailable` (saying what to start) if the requested
     backend, or for ``auto`` either backend, is not available.
@@ -190,18 +222,22 @@ def detect_backend(environ: Mapping[str, str] | None = None) -> str:
     if choice in ("auto", "docker"):
         ok, docker_why = docker_available()
         if ok:
-            return "docker"
+            docker_why = docker_images_unobtainable()
+            if not docker_why:
+                return "docker", ""
+            docker_why = f"a Docker engine answers, but {docker_why}"
         if choice == "docker":
             raise ServicesUnavailable(
-                f"{BACKEND_ENV}=docker but no Docker engine answers ({docker_why}). "
-                f"To run the integration tests, {START_DOCKER_HINT}; "
+                f"{BACKEND_ENV}=docker but {docker_why if ok else f'no Docker engine answers ({docker_why})'}. "
+                f"To run the integration tests, {START_DOCKER_HINT if not ok else IMAGES_HINT}; "
                 f"or use {BACKEND_ENV}=local and {START_LOCAL_HINT}."
             )
+        docker_why = docker_why if ok else f"no Docker engine answers ({docker_why})"
 
     admin_url = local_mysql_admin_url(env)
     ok, mysql_why = mysql_available(admin_url)
     if ok:
-        return "local"
+        return "local", docker_why
     where = admin_url.render_as_string(hide_password=True)
     if choice == "local":
         raise ServicesUnavailable(
@@ -209,10 +245,14 @@ def detect_backend(environ: Mapping[str, str] | None = None) -> str:
             f"To run the integration tests, {START_LOCAL_HINT}."
         )
     raise ServicesUnavailable(
-        "No backing services for the integration tests: "
-        f"no Docker engine answers ({docker_why}) and MySQL/MariaDB at {where} does not "
-        f"answer ({mysql_why}). Either {START_DOCKER_HINT}, or {START_LOCAL_HINT}."
+        f"No backing services for the integration tests: {docker_why} and MySQL/MariaDB at {where} does not "
+        f"answer ({mysql_why}). Either {START_DOCKER_HINT} ({IMAGES_HINT}), or {START_LOCAL_HINT}."
     )
+
+
+def detect_backend(environ: Mapping[str, str] | None = None) -> str:
+    """``"docker"`` or ``"local"``: :func:`choose_backend` without its reason."""
+    return choose_backend(environ)[0]
 
 
 # --------------------------------------------------------------------------- backends
@@ -284,18 +324,8 @@ class MariaDbDatabase:
 
 
 def _load_localstack_host() -> Any:
-    """Import ``tools/localstack_host.py`` (``tools`` is not a package)."""
-    name = "localstack_host"
-    if name in sys.modules:
-        return sys.modules[name]
-    path = REPO_ROOT / "tools" / "localstack_host.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:  # pragma: no cover
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    """``tools/localstack_host.py``, through one function that a test can swap for a fake."""
+    return importlib.import_module("tools.localstack_host")
 
 
 class LocalBackend:
@@ -303,8 +333,9 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, admin_url: URL | str | None = None) -> None:
+    def __init__(self, admin_url: URL | str | None = None, not_docker: str = "") -> None:
         self.admin_url = make_url(admin_url) if admin_url else local_mysql_admin_url()
+        self.not_docker = not_docker  # why `auto` did not choose Docker, for the report
         self._stack = contextlib.ExitStack()
         self.database: MariaDbDatabase | None = None
         self.localstack: Any = None
@@ -344,6 +375,7 @@ class LocalBackend:
                 "localstack_pid": self.localstack.pid,
                 "localstack_log": str(self.localstack.log_path),
                 "localstack_venv": str(self.localstack.venv_dir),
+                "not_docker": self.not_docker,
             },
         )
 
@@ -352,8 +384,48 @@ class LocalBackend:
         self._stack.close()
 
 
+def owner_id() -> str:
+    """This process as the owner of containers: host, pid and start time (a reused pid is another owner)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{psutil.Process().create_time():.0f}"
+
+
+def owner_alive(owner: str) -> bool:
+    """Whether the process an :func:`owner_id` names still runs (owners of other hosts count as alive)."""
+    host, _, rest = owner.partition(":")
+    pid, _, started = rest.partition(":")
+    if host != socket.gethostname():
+        return True
+    try:
+        return f"{psutil.Process(int(pid)).create_time():.0f}" == started
+    except (psutil.NoSuchProcess, ValueError):
+        return False
+
+
+def reap_orphans(client: Any) -> list[str]:
+    """Remove the containers of this module whose owner is gone (Ryuk's job, when Ryuk cannot run)."""
+    removed = []
+    for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
+        if not owner_alive(container.labels.get(OWNER_LABEL, "")):
+            container.remove(force=True, v=True)
+            removed.append(container.name)
+    return removed
+
+
+def settle_ryuk() -> str:
+    """Disable Testcontainers' Ryuk reaper when its image cannot be had; what was decided, for the report."""
+    from testcontainers.core.config import testcontainers_config
+
+    if testcontainers_config.ryuk_disabled:
+        return "ryuk disabled by TESTCONTAINERS_RYUK_DISABLED"
+    why = service_images.unobtainable(testcontainers_config.ryuk_image)
+    if not why:
+        return f"ryuk {testcontainers_config.ryuk_image}"
+    testcontainers_config.ryuk_disabled = True
+    return f"ryuk disabled ({why}): containers removed by this backend, a killed run's by the next"
+
+
 class DockerBackend:
-    """Testcontainers: MySqlContainer + LocalStackContainer, pinned image tags."""
+    """Testcontainers: MySqlContainer + LocalStackContainer, pinned image tags (stand-ins built when named)."""
 
     name = "docker"
 
@@ -363,15 +435,25 @@ class DockerBackend:
         self._stack = contextlib.ExitStack()
 
     def start(self) -> Services:
-        try:  # testcontainers >= 4.14 moved modules under testcontainers.community
-            from testcontainers.community.localstack import LocalStackContainer
-            from testcontainers.community.mysql import MySqlContainer
-        except ImportError:  # pragma: no cover - older 4.x layout
-            from testcontainers.localstack import LocalStackContainer
-            from testcontainers.mysql import MySqlContainer
+        import docker
+        from testcontainers.community.localstack import LocalStackContainer
+        from testcontainers.community.mysql import MySqlContainer
 
         localstack_host = _load_localstack_host()
         t0 = time.monotonic()
+        try:
+            for image in (self.mysql_image, self.localstack_image):
+                service_images.ensure(image)
+        except service_images.ImageUnavailable as exc:
+            raise ServicesUnavailable(f"{exc}. {IMAGES_HINT}") from exc
+        t_images = time.monotonic() - t0
+        ryuk = settle_ryuk()
+        client = docker.from_env()
+        try:
+            reaped = reap_orphans(client)
+        finally:
+            client.close()
+        labels = {OWNER_LABEL: owner_id()}
         db_name = new_database_name()
         with contextlib.ExitStack() as stack:
             mysql = MySqlContainer(
@@ -380,14 +462,14 @@ class DockerBackend:
                 username="root",
                 password="test",
                 dbname=db_name,
-            )
+            ).with_kwargs(labels=labels)
             # start() waits for "ready for connections" twice in the log (init + final).
             stack.enter_context(mysql)
             mysql_url = mysql.get_connection_url()
             wait_for_mysql(mysql_url)  # and then for a real query to succeed
             t_db = time.monotonic() - t0
 
-            localstack = LocalStackContainer(self.localstack_image, region_name=AWS_REGION)
+            localstack = LocalStackContainer(self.localstack_image, region_name=AWS_REGION).with_kwargs(labels=labels)
             localstack.with_services(*AWS_SERVICES)
             localstack.with_env("PERSISTENCE", "0")
             stack.enter_context(localstack)  # start() waits for "Ready." in the log
@@ -402,9 +484,12 @@ class DockerBackend:
             s3_endpoint_url=endpoint,
             details={
                 "startup_seconds": time.monotonic() - t0,
+                "images_seconds": t_images,
                 "mysql_seconds": t_db,
                 "mysql_image": self.mysql_image,
                 "localstack_image": self.localstack_image,
+                "ryuk": ryuk,
+                "reaped": reaped,
             },
         )
 
@@ -415,11 +500,11 @@ class DockerBackend:
 
 def make_backend(name: str | None = None) -> Backend:
     """Backend instance for ``name`` (``docker``/``local``), detected if None."""
-    name = name or detect_backend()
+    name, why = (name, "") if name else choose_backend()
     if name == "docker":
         return DockerBackend()
     if name == "local":
-        return LocalBackend()
+        return LocalBackend(not_docker=why)
     raise ValueError(f"unknown backend {name!r}")
 
 

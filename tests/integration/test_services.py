@@ -38,6 +38,7 @@ def test_reported_backend_matches_detection(services: svc.Services) -> None:
 
 def test_detect_honours_explicit_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(svc, "docker_available", lambda: (True, ""))
+    monkeypatch.setattr(svc, "docker_images_unobtainable", lambda: "")
     monkeypatch.setattr(svc, "mysql_available", lambda *a, **k: (True, ""))
     assert svc.detect_backend({"SERVICES_BACKEND": "docker"}) == "docker"
     assert svc.detect_backend({"SERVICES_BACKEND": "local"}) == "local"  # even with Docker up
@@ -62,13 +63,30 @@ def test_detect_docker_without_engine_says_what_to_start(monkeypatch: pytest.Mon
     assert "start a Docker engine" in msg
 
 
+def test_engine_without_its_images_is_not_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An engine that answers but cannot have an image (no registry) sends `auto` to the local backend, saying
+    why, and makes an explicit `docker` fail naming the stand-ins."""
+    monkeypatch.setattr(svc, "docker_available", lambda: (True, ""))
+    monkeypatch.setattr(svc, "mysql_available", lambda *a, **k: (True, ""))
+    monkeypatch.setattr(svc, "docker_images_unobtainable", lambda: "mysql:8.4 is absent and cannot be pulled (test)")
+    name, why = svc.choose_backend({"SERVICES_BACKEND": "auto"})
+    assert name == "local"
+    assert why == "a Docker engine answers, but mysql:8.4 is absent and cannot be pulled (test)"
+    with pytest.raises(svc.ServicesUnavailable) as err:
+        svc.detect_backend({"SERVICES_BACKEND": "docker"})
+    assert "cannot be pulled (test)" in str(err.value)
+    assert "SERVICES_MYSQL_IMAGE=local/mariadb-mysql:10.11" in str(err.value)
+
+
 def test_detect_docker_real_probe() -> None:
-    """Same as above against the real engine probe of this machine."""
+    """Same as above against the real engine and images of this machine."""
     engine_up, _why = svc.docker_available()
-    if engine_up:
+    missing = svc.docker_images_unobtainable() if engine_up else ""
+    if engine_up and not missing:
         assert svc.detect_backend({"SERVICES_BACKEND": "docker"}) == "docker"
     else:
-        with pytest.raises(svc.ServicesUnavailable, match="start a Docker engine"):
+        hint = "start a Docker engine" if not engine_up else "SERVICES_MYSQL_IMAGE="
+        with pytest.raises(svc.ServicesUnavailable, match=hint):
             svc.detect_backend({"SERVICES_BACKEND": "docker"})
 
 

@@ -1,0 +1,133 @@
+"""The images the Docker backend of ``services.py`` runs, and whether this engine can have them.
+
+An image is usable when the engine holds it, when it is one of the stand-ins below (built here from Debian packages
+and PyPI, for machines that reach no container registry), or when the engine can pull it. The stand-ins:
+
+* ``local/mariadb-mysql:10.11``: Debian's MariaDB behind an entrypoint with the official ``mysql`` image's contract
+  (``images/mariadb/``);
+* ``local/localstack:<version>``: LocalStack's ``localstack-core`` at the pins of ``tools/localstack_host.py``
+  (``images/localstack/``).
+
+Both are built on ``tools/image.py``'s local Debian base (made by debootstrap when missing). Select them with
+``SERVICES_MYSQL_IMAGE`` / ``SERVICES_LOCALSTACK_IMAGE``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+REPO_ROOT = _HERE.parents[1]
+if str(REPO_ROOT) not in sys.path:  # `tools` is imported from the repository root
+    sys.path.insert(0, str(REPO_ROOT))
+
+from tools import image as image_tool  # noqa: E402
+from tools import localstack_host  # noqa: E402
+
+IMAGES_DIR = _HERE / "images"
+MARIADB_STAND_IN = "local/mariadb-mysql:10.11"
+LOCALSTACK_VERSION = next(p.split("==")[1] for p in localstack_host.LOCALSTACK_PINS if p.startswith("localstack-core"))
+LOCALSTACK_STAND_IN = f"local/localstack:{LOCALSTACK_VERSION}"
+PULL_TIMEOUT_S = 120.0
+
+
+class ImageUnavailable(RuntimeError):
+    """The engine cannot have an image; the message says why."""
+
+
+def _docker(*args: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=False, timeout=timeout)
+
+
+def present(image: str) -> bool:
+    return _docker("image", "inspect", image).returncode == 0
+
+
+def _build(image: str, context: Path, build_args: dict[str, str]) -> None:
+    """`docker build` a stand-in on the local Debian base; prints what it does and how long it took."""
+    image_tool.ensure_local_base()
+    print(f"building {image} from {context.relative_to(REPO_ROOT)} on {image_tool.LOCAL_BASE}", flush=True)
+    args = ["build", "--quiet", "--network", "host", "--tag", image]
+    for name, value in {"BASE_IMAGE": image_tool.LOCAL_BASE, **build_args}.items():
+        args += ["--build-arg", f"{name}={value}"]
+    started = time.monotonic()
+    # The classic builder: BuildKit needs the buildx plugin, which a plain engine install lacks.
+    result = subprocess.run(
+        ["docker", *args, str(context)], capture_output=True, text=True, env={**os.environ, "DOCKER_BUILDKIT": "0"}
+    )
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+        raise ImageUnavailable(f"building {image} failed ({result.returncode}):\n{tail}")
+    print(f"built {image} in {time.monotonic() - started:.0f} s", flush=True)
+
+
+def _build_mariadb(image: str) -> None:
+    _build(image, IMAGES_DIR / "mariadb", {})
+
+
+def _build_localstack(image: str) -> None:
+    context = IMAGES_DIR / "localstack"
+    ca_bundle = context / "build-ca.crt"  # for pip in the build stage only; kept out of git
+    shutil.copyfile(os.environ.get("PIP_CERT") or image_tool.SYSTEM_CA_BUNDLE, ca_bundle)
+    try:
+        _build(image, context, {"LOCALSTACK_PINS": " ".join(localstack_host.LOCALSTACK_PINS)})
+    finally:
+        ca_bundle.unlink(missing_ok=True)
+
+
+STAND_INS: dict[str, Callable[[str], None]] = {
+    MARIADB_STAND_IN: _build_mariadb,
+    LOCALSTACK_STAND_IN: _build_localstack,
+}
+
+
+def _base_obtainable() -> str | None:
+    """Why the stand-ins' base can neither be found nor made, or None."""
+    if present(image_tool.LOCAL_BASE):
+        return None
+    if shutil.which("debootstrap") is None or os.geteuid() != 0:
+        return f"{image_tool.LOCAL_BASE} is absent and making it needs root and debootstrap"
+    return None
+
+
+@functools.cache
+def _pull(image: str) -> str | None:
+    """Pull `image`; None when it worked, else why not (asked once per process: a refusal is quick, a success
+    leaves the image present)."""
+    try:
+        result = _docker("pull", "--quiet", image, timeout=PULL_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return f"pulling {image} took over {PULL_TIMEOUT_S:.0f} s"
+    if result.returncode == 0:
+        return None
+    reason = (result.stderr.strip().splitlines() or ["no reason given"])[-1]
+    return f"{image} is absent and cannot be pulled ({reason})"
+
+
+def unobtainable(image: str) -> str | None:
+    """Why the engine cannot have `image` (absent, not a stand-in, not pullable), or None when it can."""
+    if present(image):
+        return None
+    if image in STAND_INS:
+        return _base_obtainable()
+    return _pull(image)
+
+
+def ensure(image: str) -> None:
+    """Make sure the engine holds `image`: already there, built (a stand-in) or pulled; else ImageUnavailable."""
+    if present(image):
+        return
+    if image in STAND_INS:
+        STAND_INS[image](image)
+        return
+    why = _pull(image)
+    if why is not None:
+        stand_ins = ", ".join(STAND_INS)
+        raise ImageUnavailable(f"{why}; the stand-ins this repository builds without a registry: {stand_ins}")
