@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import threading
 import time
 import uuid
@@ -27,90 +25,23 @@ import httpx
 import pytest
 import yaml
 
-from render.pipeline import render_repo
 from tests.golden_tree import TARGETS_REPO
-from tests.integration.single_app import REPO_ROOT, free_port
-from tools import image as image_tool
+from tests.integration.serving_image import APP, docker, logs, model_volume, needs_engine, render_app, serving_image
+from tests.integration.single_app import free_port
 
-APP = "doubleit"
-WORKDIR = "/home/ray"  # the image's working directory: relative file:// model URIs resolve against it
-MODEL = "models/doubleit/doubleit.pt"
 USERS = 8
 READY_TIMEOUT_S = 300.0  # ECS healthCheck.startPeriod; Cloud Run's startup probe allows 240 s
 CLOUD_RUN_GRACE_S = 10  # Cloud Run's time between SIGTERM and SIGKILL (its container contract)
 DB_URL = "sqlite:////tmp/predictions.sqlite"  # the value of the PREDICTION_DB_URL secret inside the container
 
-
-def _no_engine() -> str | None:
-    """Why no Docker engine can be used, or None."""
-    try:
-        image_tool.engine_version()
-    except image_tool.ImageError as error:
-        return str(error)
-    return None
-
-
-_NO_ENGINE = _no_engine()
-pytestmark = pytest.mark.skipif(_NO_ENGINE is not None, reason=f"needs a Docker engine: {_NO_ENGINE}")
-
-
-def docker(*args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, env=env)
+pytestmark = needs_engine
 
 
 @pytest.fixture(scope="module")
 def image() -> Iterator[str]:
-    """$SERVING_IMAGE, else the Dockerfile built under a tag of this run (removed after; shared layers stay)."""
-    given = os.environ.get("SERVING_IMAGE")
-    if given:
-        yield given
-        return
-    tag = f"serving-toolkit:it-{uuid.uuid4().hex[:8]}"
-    try:
-        image_tool.ensure_local_base()
-        base: str | None = image_tool.LOCAL_BASE
-        print(f"\nbuilding {tag} on {base} (Debian bookworm's Python by debootstrap), not the production base")
-    except image_tool.ImageError as error:
-        base = None
-        print(f"\nbuilding {tag} on the Dockerfile's production base ({error})")
-    image_id, size, seconds = image_tool.build(tag, base)
-    print(f"image {image_id[:19]}, {size / 1e9:.2f} GB, built in {seconds:.0f} s")
-    try:
+    """The serving image (serving_image.py)."""
+    with serving_image() as tag:
         yield tag
-    finally:
-        docker("rmi", tag, check=False)
-
-
-def render_app(tmp_path_factory: pytest.TempPathFactory, env_name: str) -> dict[str, str]:
-    """The rendered files of env `env_name` of the targets fixture repo, its apps replaced by doubleit whose model is
-    the file:// artifact of models/ (and, on Cloud Run, no AWS role: nothing is read from S3)."""
-    manifest = json.loads((REPO_ROOT / "models/manifest.json").read_text())[APP]
-    assert manifest["uri"] == f"file://{MODEL}", manifest
-    repo = tmp_path_factory.mktemp(f"image-{env_name}") / "repo"
-    shutil.copytree(TARGETS_REPO, repo)
-    app = {
-        "name": APP,
-        "import_path": "serve_apps.doubleit.app:app_builder",
-        "route_prefix": f"/{APP}",
-        "model": {"uri": manifest["uri"], "sha256": manifest["sha256"]},
-        "slo": {"p95_ms": 50, "error_rate": 0.0, "min_rps": 10},
-        "deployments": [
-            {
-                "name": "DoubleIt",
-                "num_replicas": 1,
-                "max_ongoing_requests": 4 * USERS,
-                "ray_actor_options": {"num_cpus": 0.25},
-            }
-        ],
-    }
-    (repo / "deployments/base/apps.yaml").write_text(yaml.safe_dump({"apps": [app]}))
-    env_file = repo / f"deployments/{env_name}/env.yaml"
-    env = yaml.safe_load(env_file.read_text())
-    del env["apps"]  # per-app overlays of the fixture's echo apps
-    for key in ("aws_role_arn", "service_account_unique_id"):
-        env["env"]["target"].pop(key, None)
-    env_file.write_text(yaml.safe_dump(env))
-    return render_repo(repo, None, [env_name]).files
 
 
 @dataclass(frozen=True)
@@ -175,8 +106,8 @@ def cloudrun_launch(files: dict[str, str]) -> Launch:
 @pytest.fixture(scope="module", params=["ecs", "cloudrun"])
 def launch(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Launch:
     if request.param == "ecs":
-        return ecs_launch(render_app(tmp_path_factory, "fargate"))
-    return cloudrun_launch(render_app(tmp_path_factory, "run"))
+        return ecs_launch(render_app(tmp_path_factory, TARGETS_REPO, "fargate", 4 * USERS))
+    return cloudrun_launch(render_app(tmp_path_factory, TARGETS_REPO, "run", 4 * USERS))
 
 
 @dataclass
@@ -199,7 +130,7 @@ def task(image: str, launch: Launch) -> Iterator[Task]:
         *("run", "--detach", "--name", name, "--network", name),
         *("--publish", f"127.0.0.1:{port}:{launch.container_port}/tcp"),
         *("--memory", f"{launch.memory_mib}m", "--stop-timeout", str(launch.grace_s)),
-        *("--volume", f"{REPO_ROOT / MODEL}:{WORKDIR}/{MODEL}:ro"),
+        *model_volume(),
         *(arg for variable in sorted(launch.env) for arg in ("--env", variable)),
         *("--entrypoint", entrypoint),
         image,
@@ -211,11 +142,6 @@ def task(image: str, launch: Launch) -> Iterator[Task]:
     finally:
         docker("rm", "--force", name, check=False)
         docker("network", "rm", name, check=False)
-
-
-def logs(task: Task) -> str:
-    result = docker("logs", "--tail", "60", task.name, check=False)
-    return (result.stdout + result.stderr)[-4000:]
 
 
 def healthy(task: Task) -> bool:
@@ -234,11 +160,11 @@ def wait_healthy(task: Task) -> float:
     while time.monotonic() - started < READY_TIMEOUT_S:
         state = docker("inspect", "--format", "{{.State.Running}}", task.name).stdout.strip()
         if state != "true":
-            pytest.fail(f"the container stopped before it was healthy:\n{logs(task)}")
+            pytest.fail(f"the container stopped before it was healthy:\n{logs(task.name)}")
         if healthy(task):
             return time.monotonic() - started
         time.sleep(2)
-    pytest.fail(f"health check failing after {READY_TIMEOUT_S:g} s:\n{logs(task)}")
+    pytest.fail(f"health check failing after {READY_TIMEOUT_S:g} s:\n{logs(task.name)}")
 
 
 @dataclass(frozen=True)
@@ -299,5 +225,5 @@ def test_the_container_serves_and_drains(task: Task) -> None:
     )
     assert in_flight, "the signal caught no request in flight"
     assert not dropped, f"{len(dropped)} calls sent before SIGTERM failed, e.g. {dropped[:3]}"
-    assert exit_s < stop_timeout, f"not stopped within its {stop_timeout} s grace (SIGKILL):\n{logs(task)}"
-    assert state["ExitCode"] == 0 and not state["OOMKilled"], f"{state}\n{logs(task)}"
+    assert exit_s < stop_timeout, f"not stopped within its {stop_timeout} s grace (SIGKILL):\n{logs(task.name)}"
+    assert state["ExitCode"] == 0 and not state["OOMKilled"], f"{state}\n{logs(task.name)}"
