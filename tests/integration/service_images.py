@@ -131,3 +131,20 @@ def ensure(image: str) -> None:
     if why is not None:
         stand_ins = ", ".join(STAND_INS)
         raise ImageUnavailable(f"{why}; the stand-ins this repository builds without a registry: {stand_ins}")
+
+
+def main(argv: list[str]) -> int:
+    """`python tests/integration/service_images.py IMAGE...`: make sure the engine holds each (CI builds the
+    stand-ins before the tests, so that the build shows in its log with its time)."""
+    for image in argv:
+        try:
+            ensure(image)
+        except (ImageUnavailable, image_tool.ImageError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"{image}: present")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
