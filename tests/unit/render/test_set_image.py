@@ -3,6 +3,7 @@ every environment checked before anything is written, and the CLI re-renders and
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,9 @@ import yaml
 
 from render.cli import main
 from render.errors import SpecError
+from render.promotion import promote
 from render.set_image import DIGEST_REFERENCE, set_image
+from render.spec.load import load_specs
 
 DIGEST = "sha256:" + "b" * 64
 REFERENCE = f"registry.example.com/serving@{DIGEST}"
@@ -143,6 +146,20 @@ def test_a_digest_the_policy_refuses_is_not_written(repo: Path) -> None:
         " deployments/promotion.yaml (may_differ)"
     ]
     assert prod.read_text() == before
+
+
+def test_promote_carries_the_digest_set_image_wrote(repo: Path) -> None:
+    (repo / "deployments/promotion.yaml").write_text(POLICY)
+    set_image(repo, "dev", f"registry.example.com/serving@{PROD_DIGEST}")
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "dev = prod"], cwd=repo, check=True
+    )
+    set_image(repo, "dev", REFERENCE)  # prod still runs what dev ran in the commit before
+    promotion = promote(repo, "dev", "prod")
+    assert promotion.changes == (f"env.image: 'registry.example.com/serving@{PROD_DIGEST}' → '{REFERENCE}'",)
+    assert load_specs(repo, ["prod"])["prod"].env.image == REFERENCE
 
 
 def test_the_cli_says_what_changed_and_renders_it(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
