@@ -72,12 +72,15 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def lint(session: nox.Session) -> None:
-    """ruff (lint, format), mypy, hadolint, actionlint and the schema of the workflows, pip-audit of the pins."""
+    """ruff, mypy, hadolint and shellcheck, actionlint and the schema of the workflows, pip-audit of the pins."""
     install(session, "lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy", "render", "serve_apps", "tools/image.py", "noxfile.py")
-    session.run("hadolint", "Dockerfile")
+    session.run(
+        "hadolint", *(str(path) for path in sorted(Path(".").glob("**/Dockerfile")) if ".nox" not in path.parts)
+    )
+    session.run("shellcheck", ".ci/run", *(str(path) for path in sorted(Path("tests").glob("**/*.sh"))))
     workflows = sorted(str(path) for path in Path(".github/workflows").glob("*.yml"))
     # actionlint checks run: scripts with the shellcheck of the lint group, found on the venv's PATH (without one
     # it would skip them without a word).

@@ -15,12 +15,13 @@ Both are built on ``tools/image.py``'s local Debian base (made by debootstrap wh
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
@@ -36,6 +37,7 @@ MARIADB_STAND_IN = "local/mariadb-mysql:10.11"
 LOCALSTACK_VERSION = next(p.split("==")[1] for p in localstack_host.LOCALSTACK_PINS if p.startswith("localstack-core"))
 LOCALSTACK_STAND_IN = f"local/localstack:{LOCALSTACK_VERSION}"
 PULL_TIMEOUT_S = 120.0
+RECIPE_LABEL = "serving-toolkit.recipe-sha256"  # a stand-in is rebuilt when its Dockerfile, files or pins change
 
 
 class ImageUnavailable(RuntimeError):
@@ -50,11 +52,27 @@ def present(image: str) -> bool:
     return _docker("image", "inspect", image).returncode == 0
 
 
+def recipe_digest(context: Path, build_args: dict[str, str]) -> str:
+    """sha256 of a stand-in's recipe: its build context (the CA bundle aside) and build arguments."""
+    digest = hashlib.sha256(repr(sorted(build_args.items())).encode())
+    for path in sorted(p for p in context.rglob("*") if p.is_file() and p.name != "build-ca.crt"):
+        digest.update(path.relative_to(context).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _built_from(image: str) -> str | None:
+    """The recipe digest a stand-in was built from (its RECIPE_LABEL), None when absent."""
+    result = _docker("image", "inspect", "--format", f'{{{{index .Config.Labels "{RECIPE_LABEL}"}}}}', image)
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
 def _build(image: str, context: Path, build_args: dict[str, str]) -> None:
-    """`docker build` a stand-in on the local Debian base; prints what it does and how long it took."""
+    """`docker build` a stand-in on the local Debian base, labelled with its recipe's digest; prints what it does
+    and how long it took."""
     image_tool.ensure_local_base()
     print(f"building {image} from {context.relative_to(REPO_ROOT)} on {image_tool.LOCAL_BASE}", flush=True)
-    args = ["build", "--quiet", "--network", "host", "--tag", image]
+    recipe = recipe_digest(context, build_args)
+    args = ["build", "--quiet", "--network", "host", "--tag", image, "--label", f"{RECIPE_LABEL}={recipe}"]
     for name, value in {"BASE_IMAGE": image_tool.LOCAL_BASE, **build_args}.items():
         args += ["--build-arg", f"{name}={value}"]
     started = time.monotonic()
@@ -68,23 +86,31 @@ def _build(image: str, context: Path, build_args: dict[str, str]) -> None:
     print(f"built {image} in {time.monotonic() - started:.0f} s", flush=True)
 
 
-def _build_mariadb(image: str) -> None:
-    _build(image, IMAGES_DIR / "mariadb", {})
+@dataclass(frozen=True)
+class StandIn:
+    """How to build a stand-in: its context directory and build arguments."""
+
+    context: Path
+    build_args: dict[str, str]
+
+    def current(self, image: str) -> bool:
+        """Whether the engine holds `image` built from this recipe as it is now."""
+        return _built_from(image) == recipe_digest(self.context, self.build_args)
+
+    def build(self, image: str) -> None:
+        ca_bundle = self.context / "build-ca.crt"  # for pip in a build stage only; kept out of git
+        shutil.copyfile(os.environ.get("PIP_CERT") or image_tool.SYSTEM_CA_BUNDLE, ca_bundle)
+        try:
+            _build(image, self.context, self.build_args)
+        finally:
+            ca_bundle.unlink(missing_ok=True)
 
 
-def _build_localstack(image: str) -> None:
-    context = IMAGES_DIR / "localstack"
-    ca_bundle = context / "build-ca.crt"  # for pip in the build stage only; kept out of git
-    shutil.copyfile(os.environ.get("PIP_CERT") or image_tool.SYSTEM_CA_BUNDLE, ca_bundle)
-    try:
-        _build(image, context, {"LOCALSTACK_PINS": " ".join(localstack_host.LOCALSTACK_PINS)})
-    finally:
-        ca_bundle.unlink(missing_ok=True)
-
-
-STAND_INS: dict[str, Callable[[str], None]] = {
-    MARIADB_STAND_IN: _build_mariadb,
-    LOCALSTACK_STAND_IN: _build_localstack,
+STAND_INS: dict[str, StandIn] = {
+    MARIADB_STAND_IN: StandIn(IMAGES_DIR / "mariadb", {}),
+    LOCALSTACK_STAND_IN: StandIn(
+        IMAGES_DIR / "localstack", {"LOCALSTACK_PINS": " ".join(localstack_host.LOCALSTACK_PINS)}
+    ),
 }
 
 
@@ -113,19 +139,21 @@ def _pull(image: str) -> str | None:
 
 def unobtainable(image: str) -> str | None:
     """Why the engine cannot have `image` (absent, not a stand-in, not pullable), or None when it can."""
+    if image in STAND_INS:
+        return None if STAND_INS[image].current(image) else _base_obtainable()
     if present(image):
         return None
-    if image in STAND_INS:
-        return _base_obtainable()
     return _pull(image)
 
 
 def ensure(image: str) -> None:
-    """Make sure the engine holds `image`: already there, built (a stand-in) or pulled; else ImageUnavailable."""
-    if present(image):
-        return
+    """Make sure the engine holds `image`: there (a stand-in: built from its current recipe), built or pulled; else
+    ImageUnavailable."""
     if image in STAND_INS:
-        STAND_INS[image](image)
+        if not STAND_INS[image].current(image):
+            STAND_INS[image].build(image)
+        return
+    if present(image):
         return
     why = _pull(image)
     if why is not None:

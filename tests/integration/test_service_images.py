@@ -142,3 +142,16 @@ def test_containers_of_a_run_that_is_gone_are_reaped(client: Any, mariadb_image:
         kept.remove(force=True)
         if orphan.name in {c.name for c in client.containers.list(all=True)}:
             orphan.remove(force=True)
+
+
+def test_a_stand_in_is_rebuilt_when_its_recipe_changes(tmp_path: Path) -> None:
+    """The recipe digest covers every file of the context and the build arguments, not the CA bundle, which
+    differs between machines and is not part of the image."""
+    (tmp_path / "Dockerfile").write_text("FROM x\n")
+    (tmp_path / "entrypoint.sh").write_text("echo one\n")
+    first = service_images.recipe_digest(tmp_path, {"PINS": "a==1"})
+    (tmp_path / "build-ca.crt").write_text("machine-specific\n")
+    assert service_images.recipe_digest(tmp_path, {"PINS": "a==1"}) == first
+    assert service_images.recipe_digest(tmp_path, {"PINS": "a==2"}) != first
+    (tmp_path / "entrypoint.sh").write_text("echo two\n")
+    assert service_images.recipe_digest(tmp_path, {"PINS": "a==1"}) != first

@@ -17,6 +17,7 @@ sql_string() {  # a value as a quoted SQL string literal
 }
 
 sql_name() {  # a value as a quoted SQL identifier
+  # shellcheck disable=SC2016  # the backquotes are SQL's, not the shell's
   printf '`%s`' "${1//\`/\`\`}"
 }
 
@@ -73,7 +74,11 @@ if [ ! -d "$datadir/mysql" ]; then
   fi
   for script in /docker-entrypoint-initdb.d/*; do
     case "$script" in
-      *.sh) echo "running $script"; . "$script" ;;
+      *.sh)
+        echo "running $script"
+        # shellcheck disable=SC1090  # the user's init scripts, sourced as the official image does
+        . "$script"
+        ;;
       *.sql) echo "running $script"; "${client[@]}" < "$script" ;;
       *.sql.gz) echo "running $script"; gunzip --stdout "$script" | "${client[@]}" ;;
       *) if [ -e "$script" ]; then echo "ignoring $script"; fi ;;
