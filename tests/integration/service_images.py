@@ -75,6 +75,7 @@ def _build(image: str, context: Path, build_args: dict[str, str]) -> None:
     args = ["build", "--quiet", "--network", "host", "--tag", image, "--label", f"{RECIPE_LABEL}={recipe}"]
     for name, value in {"BASE_IMAGE": image_tool.LOCAL_BASE, **build_args}.items():
         args += ["--build-arg", f"{name}={value}"]
+    previous = _docker("image", "inspect", "--format", "{{.Id}}", image).stdout.strip()
     started = time.monotonic()
     # The classic builder: BuildKit needs the buildx plugin, which a plain engine install lacks.
     result = subprocess.run(
@@ -84,6 +85,8 @@ def _build(image: str, context: Path, build_args: dict[str, str]) -> None:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
         raise ImageUnavailable(f"building {image} failed ({result.returncode}):\n{tail}")
     print(f"built {image} in {time.monotonic() - started:.0f} s", flush=True)
+    if previous and previous != result.stdout.strip():
+        _docker("image", "rm", previous)  # the superseded build, now untagged; kept only while a container uses it
 
 
 @dataclass(frozen=True)
