@@ -8,7 +8,11 @@ import yaml
 
 
 class _Dumper(yaml.CSafeDumper):
-    """Block style for multi-line strings, so serveConfigV2 and Lua scripts diff line by line."""
+    """Block style for multi-line strings, so serveConfigV2 and Lua scripts diff line by line; no anchors and
+    aliases, so an object that two places share is written out in both."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
 
 
 def _represent_str(dumper: yaml.CSafeDumper, value: str) -> yaml.ScalarNode:
