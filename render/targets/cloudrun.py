@@ -601,6 +601,10 @@ def _parity(target: CloudRunTargetConfig) -> dict[str, Honour]:
         "env.ray_version": approximated("not set by the target: the image's Ray runs"),
         "env.serve.throughput_optimized": exact(single_node.THROUGHPUT_PARITY),
         "env.serve.warm_workers": warning(single_node.WARM_WORKERS_PARITY),
+        **single_node.slo_alerts_parity(
+            "Cloud Monitoring alert policies on run.googleapis.com/request_latencies and request_count by"
+            " response_code_class"
+        ),
         "apps[].model.uri": exact(
             "args.model.uri in the Serve config; an s3:// model is read as env.target.aws_role_arn, assumed with the"
             " service account's Google ID token (required outside dev: cloudrun_s3_models_need_aws_role)"

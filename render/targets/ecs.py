@@ -583,6 +583,9 @@ def _parity(target: EcsTargetConfig) -> dict[str, Honour]:
         "env.ray_version": approximated("not set by the target: the image's Ray runs; recorded as a task tag"),
         "env.serve.throughput_optimized": exact(single_node.THROUGHPUT_PARITY),
         "env.serve.warm_workers": warning(single_node.WARM_WORKERS_PARITY),
+        **single_node.slo_alerts_parity(
+            "CloudWatch alarms on the load balancer's p95 TargetResponseTime and target 5XX count"
+        ),
         "head_group.num_cpus": warning(f"no separate head: {per_task}, plus a fixed Ray overhead"),
         "head_group.memory_gib": warning(f"no separate head: {per_task}, plus a fixed Ray overhead"),
         "head_group.node_type": warning("no separate head: ignored"),

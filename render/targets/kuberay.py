@@ -9,6 +9,7 @@ import yaml
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from render import alerts
 from render.spec.base import K8sName, StrictModel
 from render.spec.nodes import NodeSettings, NodeType, accelerator_selector
 from render.spec.rules import rule_error
@@ -397,6 +398,12 @@ def pod_monitor(plan: EnvPlan) -> dict[str, Any]:
     }
 
 
+def monitoring(plan: EnvPlan) -> list[dict[str, Any]]:
+    """The SLO alerts (render/alerts.py), after the PodMonitor."""
+    name = target_of(plan, KubeRayTargetConfig).rayservice_name
+    return [alerts.prometheus_rule(plan, _metadata(plan, f"{name}-slo", wave=2))]
+
+
 def _parity() -> dict[str, Honour]:
     ray = "in the Serve config Ray reads"
     node = "the Ray node pool of the RayService (workerGroupSpecs)"
@@ -438,6 +445,13 @@ def _parity() -> dict[str, Honour]:
                 "tolerations[].effect": "pod tolerations",
             }.items()
         },
+        "apps[].slo.p95_ms": exact(
+            f"threshold of the PrometheusRule's {alerts.LATENCY_ALERT} alert; read by load tests and benchmarks"
+        ),
+        "apps[].slo.error_rate": exact(
+            "error budget of the PrometheusRule's burn-rate alerts"
+            f" ({', '.join(b.alert for b in alerts.BURN_RATES)}); read by load tests and benchmarks"
+        ),
         "apps[].deployments[].num_replicas": exact(f"num_replicas {ray}"),
         **{
             f"apps[].deployments[].autoscaling_config.{name}": exact(f"autoscaling_config.{name} {ray}")
@@ -458,7 +472,7 @@ def _parity() -> dict[str, Honour]:
 def build(plan: EnvPlan) -> TargetOutput:
     """All KubeRay-target manifests of one environment."""
     service = rayservice(plan)
-    manifests = [*iam_role(plan), *service_accounts(plan), service, pod_monitor(plan)]
+    manifests = [*iam_role(plan), *service_accounts(plan), service, pod_monitor(plan), *monitoring(plan)]
     manifests += [external_secret(plan, var, ref) for var, ref in plan.secrets.items()]
     fault_tolerance = target_of(plan, KubeRayTargetConfig).gcs_fault_tolerance
     if fault_tolerance is not None and fault_tolerance.redis_password is not None:

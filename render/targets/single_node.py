@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from render.targets.base import Honour, warning
+
 if TYPE_CHECKING:
     from render.plan import AppPlan, EnvPlan
     from render.spec.models import App, Deployment, Spec, WorkerGroup
@@ -178,6 +180,16 @@ WARM_WORKERS_PARITY = (
     "not rendered: a task deploys its one app once, when it starts, and the platform scales tasks, not replicas;"
     " nothing later would take a warm worker"
 )
+
+
+def slo_alerts_parity(follow_up: str) -> dict[str, Honour]:
+    """How a single-node target honours the SLOs the KubeRay target turns into alerts: not yet; `follow_up` says
+    what would carry them on this platform."""
+    how = (
+        f"read by load tests and benchmarks only; production alerts are a follow-up here: {follow_up} (the KubeRay"
+        " target renders a PrometheusRule)"
+    )
+    return {"apps[].slo.p95_ms": warning(how), "apps[].slo.error_rate": warning(how)}
 
 
 def container_env(plan: EnvPlan, app_plan: AppPlan) -> list[dict[str, str]]:

@@ -1,0 +1,102 @@
+"""The PrometheusRule of a KubeRay environment: per app, rules from its own SLO, in its own namespace, each alert
+with a severity, a summary naming app and env, and a runbook anchor the README has."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from render.alerts import ALERTS, LATENCY_ALERT, P95_RECORD, browse_url, error_ratio_record
+from render.pipeline import render_repo
+from tests.golden_tree import TARGETS_REPO, render_fixture
+from tests.promtool import rule_groups
+from tests.unit.render.conftest import app, edit
+
+ROOT = Path(__file__).parents[3]
+PROD_RULE = "prod/monitoring.coreos.com.PrometheusRule-models-slo.yaml"
+
+
+def rules_of(groups: list[dict[str, Any]], app_name: str) -> dict[str, dict[str, Any]]:
+    """An app's rules by alert or record name."""
+    (group,) = [g for g in groups if g["name"] == f"{app_name}.slo"]
+    return {rule.get("alert") or rule["record"]: rule for rule in group["rules"]}
+
+
+def test_every_app_gets_its_own_group_with_every_alert() -> None:
+    groups = rule_groups(render_fixture()[PROD_RULE])
+    assert [g["name"] for g in groups] == ["echo.slo", "echo-two.slo"]
+    for name in ("echo", "echo-two"):
+        assert set(ALERTS) <= set(rules_of(groups, name))
+
+
+def test_thresholds_come_from_each_app_s_slo() -> None:
+    groups = rule_groups(render_fixture()[PROD_RULE])
+    echo, two = rules_of(groups, "echo"), rules_of(groups, "echo-two")
+    assert echo[LATENCY_ALERT]["expr"].endswith("} > 100")
+    assert two[LATENCY_ALERT]["expr"].endswith("} > 50")
+    assert echo["ServingErrorBudgetFastBurn"]["expr"].count("> 14.4 * 0.01") == 2
+    assert two["ServingErrorBudgetSlowBurn"]["expr"].count("> 6 * 0") == 2
+
+
+def test_a_changed_slo_changes_only_that_app_s_thresholds(repo: Path) -> None:
+    edit(repo, "deployments/prod/env.yaml", lambda d: app(d, "echo").update(slo={"p95_ms": 250}))
+    groups = rule_groups(render_repo(repo, None, ["prod"]).files[PROD_RULE])
+    assert rules_of(groups, "echo")[LATENCY_ALERT]["expr"].endswith("} > 250")
+    assert rules_of(groups, "echo-two")[LATENCY_ALERT]["expr"].endswith("} > 50")
+
+
+def test_every_expression_selects_the_env_namespace_and_the_app() -> None:
+    groups = rule_groups(render_fixture()[PROD_RULE])
+    for name in ("echo", "echo-two"):
+        for rule in rules_of(groups, name).values():
+            selectors = re.findall(r"\{([^}]*)\}", rule["expr"])
+            assert selectors, rule
+            for selector in selectors:
+                assert f'namespace="serving",application="{name}"' in selector, rule["expr"]
+
+
+def test_alerts_read_the_recorded_series() -> None:
+    rules = rules_of(rule_groups(render_fixture()[PROD_RULE]), "echo")
+    assert rules[LATENCY_ALERT]["expr"].startswith(P95_RECORD + "{")
+    fast = rules["ServingErrorBudgetFastBurn"]["expr"]
+    assert error_ratio_record("1h") in fast and error_ratio_record("5m") in fast
+    for record in (error_ratio_record("1h"), error_ratio_record("5m"), P95_RECORD):
+        assert record in rules
+
+
+def test_each_alert_has_severity_a_summary_naming_app_and_env_and_a_runbook() -> None:
+    groups = rule_groups(render_fixture()[PROD_RULE])
+    for alert in ALERTS:
+        rule = rules_of(groups, "echo-two")[alert]
+        assert rule["labels"]["severity"] in ("critical", "warning")
+        assert rule["annotations"]["summary"].startswith("echo-two in prod: ")
+        assert rule["annotations"]["runbook_url"] == (
+            f"https://example.com/acme/gitops/blob/HEAD/README.md#{alert.lower()}"
+        )
+
+
+@pytest.mark.parametrize(
+    "clone_url",
+    [
+        "https://github.com/acme/serving-gitops.git",
+        "https://github.com/acme/serving-gitops",
+        "ssh://git@github.com/acme/serving-gitops.git",
+        "git@github.com:acme/serving-gitops.git",
+    ],
+)
+def test_the_runbook_base_is_the_repository_s_web_address(clone_url: str) -> None:
+    assert browse_url(clone_url) == "https://github.com/acme/serving-gitops"
+
+
+def test_single_node_targets_render_no_rules_and_say_so_in_their_parity_report() -> None:
+    files = render_repo(TARGETS_REPO, None).files
+    assert not [path for path in files if "PrometheusRule" in path or "dashboard" in path]
+    for env in ("fargate", "run"):
+        report = files[f"{env}/PARITY.md"]
+        (row,) = [line for line in report.splitlines() if line.startswith("| `apps[].slo.p95_ms` |")]
+        assert "not supported (warning)" in row
+        assert "production alerts are a follow-up here" in row
+        assert ("CloudWatch" if env == "fargate" else "Cloud Monitoring") in row
