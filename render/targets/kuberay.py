@@ -9,7 +9,7 @@ import yaml
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from render import alerts
+from render import alerts, dashboard
 from render.spec.base import K8sName, StrictModel
 from render.spec.nodes import NodeSettings, NodeType, accelerator_selector
 from render.spec.rules import rule_error
@@ -399,9 +399,12 @@ def pod_monitor(plan: EnvPlan) -> dict[str, Any]:
 
 
 def monitoring(plan: EnvPlan) -> list[dict[str, Any]]:
-    """The SLO alerts (render/alerts.py), after the PodMonitor."""
+    """The SLO alerts (render/alerts.py) and the Grafana dashboard (render/dashboard.py), after the PodMonitor."""
     name = target_of(plan, KubeRayTargetConfig).rayservice_name
-    return [alerts.prometheus_rule(plan, _metadata(plan, f"{name}-slo", wave=2))]
+    return [
+        alerts.prometheus_rule(plan, _metadata(plan, f"{name}-slo", wave=2)),
+        dashboard.config_map(plan, _metadata(plan, f"{name}-dashboard", wave=2)),
+    ]
 
 
 def _parity() -> dict[str, Honour]:
@@ -446,11 +449,13 @@ def _parity() -> dict[str, Honour]:
             }.items()
         },
         "apps[].slo.p95_ms": exact(
-            f"threshold of the PrometheusRule's {alerts.LATENCY_ALERT} alert; read by load tests and benchmarks"
+            f"threshold of the PrometheusRule's {alerts.LATENCY_ALERT} alert and the SLO line of the dashboard's"
+            " latency panel; read by load tests and benchmarks"
         ),
         "apps[].slo.error_rate": exact(
             "error budget of the PrometheusRule's burn-rate alerts"
-            f" ({', '.join(b.alert for b in alerts.BURN_RATES)}); read by load tests and benchmarks"
+            f" ({', '.join(b.alert for b in alerts.BURN_RATES)}) and the SLO line of the dashboard's errors panel;"
+            " read by load tests and benchmarks"
         ),
         "apps[].deployments[].num_replicas": exact(f"num_replicas {ray}"),
         **{
