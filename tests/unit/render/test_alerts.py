@@ -78,6 +78,20 @@ def test_each_alert_has_severity_a_summary_naming_app_and_env_and_a_runbook() ->
         )
 
 
+def test_every_runbook_anchor_is_a_readme_heading() -> None:
+    headings = {
+        re.sub(r"[^\w\- ]", "", line.lstrip("#").strip()).lower().replace(" ", "-")
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if line.startswith("#")
+    }
+    for path in sorted(ROOT.glob("rendered/*/monitoring.coreos.com.PrometheusRule-*.yaml")):
+        for group in rule_groups(path.read_text()):
+            for rule in group["rules"]:
+                if "alert" in rule:
+                    anchor = rule["annotations"]["runbook_url"].split("#", 1)[1]
+                    assert anchor in headings, f"{path.name}: README.md has no heading for #{anchor}"
+
+
 @pytest.mark.parametrize(
     "clone_url",
     [
