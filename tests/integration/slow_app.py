@@ -1,5 +1,6 @@
 """A typed Serve app whose answers take `delay_s` (import path tests.integration.slow_app:app_builder): requests are
-in flight long enough to be caught by a SIGTERM. GET <route_prefix>/healthz answers at once."""
+in flight long enough to be caught by a SIGTERM. GET <route_prefix>/healthz answers at once. A `delay_s` in the
+deployment's user_config replaces the arg in place, with no new replica: a latency fault the alert test injects."""
 
 import asyncio
 from typing import Annotated
@@ -24,6 +25,9 @@ class Slow:
 
     def __init__(self, delay_s: float) -> None:
         self.delay_s = delay_s
+
+    def reconfigure(self, user_config: dict[str, float]) -> None:
+        self.delay_s = float(user_config.get("delay_s", self.delay_s))
 
     async def __call__(self, request: Request) -> str:
         if request.url.path.endswith("/healthz"):
