@@ -32,10 +32,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import psutil
-import service_images
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
+
+from tests.integration import service_images
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import service_images
 import services as svc
 import sqlalchemy as sa
+
+from tests.integration import service_images
 
 _ENGINE_UP, _ENGINE_WHY = svc.docker_available()
 pytestmark = pytest.mark.skipif(not _ENGINE_UP, reason=f"needs a Docker engine: {_ENGINE_WHY}")
