@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import onnxruntime as ort
@@ -30,4 +31,12 @@ def test_a_gpu_replica_without_cuda_in_onnxruntime_warns_and_runs_on_the_cpu(
 def test_a_session_outside_ray_runs_on_the_cpu(built_models: dict[str, Path]) -> None:
     session = onnx_session(built_models["iris"], num_threads=1)
     assert isinstance(session, ort.InferenceSession)
+    assert session.get_providers() == [CPU_PROVIDER]
+
+
+def test_a_session_where_ray_is_not_installed_runs_on_the_cpu(
+    built_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError, as in the bench's BentoML venv
+    session = onnx_session(built_models["iris"], num_threads=1)
     assert session.get_providers() == [CPU_PROVIDER]
