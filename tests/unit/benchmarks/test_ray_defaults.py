@@ -1,0 +1,27 @@
+"""Ray's defaults: the served app's code, model and replica resources, nothing the toolkit tunes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks import ray_defaults
+from serve_apps.local import env_serve_config
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_out_of_the_box_keeps_the_app_and_its_resources_and_drops_every_tuning() -> None:
+    tuned = next(a for a in env_serve_config(REPO_ROOT, "bench")["applications"] if a["name"] == ray_defaults.APP)
+    config = ray_defaults.config(REPO_ROOT, "bench")
+
+    (app,) = config["applications"]
+    (deployment,) = app["deployments"]
+    assert set(config) == {"applications"}  # Serve's own proxy location and HTTP options
+    assert (app["import_path"], app["route_prefix"]) == (tuned["import_path"], tuned["route_prefix"])
+    assert app["args"] == {key: value for key, value in tuned["args"].items() if key != "num_threads"}
+    assert deployment == {
+        "name": tuned["deployments"][0]["name"],
+        "num_replicas": 1,
+        "ray_actor_options": tuned["deployments"][0]["ray_actor_options"],
+    }
+    assert "logging_config" not in app  # access log on
