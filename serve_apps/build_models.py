@@ -3,18 +3,27 @@
 Writes `<out>/<app>/<file>` and `<out>/manifest.json`, and prints the artifacts (app, uri, size, sha256) and
 the zero-shot evaluation (accuracy, cosine agreement with fp32). Builds are byte-deterministic: the same
 package versions give the same sha256, which is what the deployment spec pins.
+
+A build also writes `<out>/build-inputs.json`, what it was made from: the source of every serve_apps module the
+build imported, the version of every distribution it imported from (the data sets and the MiniLM weights ship in
+them), the Python and the machine. While those and the built files are unchanged, the build is skipped.
 """
 
 import argparse
+import importlib.metadata
+import json
 import os
+import platform
+import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from serve_apps.common.artifact import sha256_of
-from serve_apps.common.manifest import ManifestEntry, write_manifest
+from serve_apps.common.manifest import ManifestEntry, manifest_matches, write_manifest
 from serve_apps.doubleit import build as doubleit_build
 from serve_apps.iris import build as iris_build
 from serve_apps.tabular import build as tabular_build
@@ -31,6 +40,8 @@ class Artifact:
 
 
 ZERO_SHOT_FP32 = "zero_shot/minilm-l6-v2-fp32.onnx"
+STAMP_NAME = "build-inputs.json"
+REPO_ROOT = Path(__file__).resolve().parents[1]
 ZERO_SHOT_INT8 = "zero_shot/minilm-l6-v2-int8.onnx"
 
 
@@ -71,7 +82,56 @@ def build_all(out: Path) -> dict[str, ManifestEntry]:
             size_bytes=target.stat().st_size,
         )
     write_manifest(out, entries)
+    files, distributions = imported_inputs()
+    (out / STAMP_NAME).write_text(json.dumps(build_inputs(out, files, distributions), indent=2, sort_keys=True) + "\n")
     return entries
+
+
+def imported_inputs() -> tuple[list[str], list[str]]:
+    """The serve_apps source files (repository-relative) and the distributions of the modules imported so far.
+
+    Called after a build, that is what the build was made from: its builders import their libraries lazily.
+    """
+    package = REPO_ROOT / "serve_apps"
+    loaded = {
+        Path(file).resolve() for module in list(sys.modules.values()) if (file := getattr(module, "__file__", None))
+    }
+    # By path, not by name: run as `python -m`, this module is __main__.
+    files = sorted(path.relative_to(REPO_ROOT).as_posix() for path in loaded if path.is_relative_to(package))
+    by_package = importlib.metadata.packages_distributions()
+    top_level = {name.partition(".")[0] for name in list(sys.modules)}
+    distributions = sorted({dist for name in top_level for dist in by_package.get(name, [])})
+    return files, distributions
+
+
+def build_inputs(out: Path, files: Iterable[str], distributions: Iterable[str]) -> dict[str, Any]:
+    """What a build into `out` depends on, as now: sha256 of each file, version of each distribution (None when
+    gone), the Python, the machine, and `out` as the manifest's URIs name it (relative to the cwd)."""
+    versions: dict[str, str | None] = {}
+    for name in distributions:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "python": sys.version,
+        "machine": platform.machine(),
+        "out_uri": file_uri(out),
+        "files": {path: sha256_of(REPO_ROOT / path) if (REPO_ROOT / path).is_file() else None for path in files},
+        "distributions": versions,
+    }
+
+
+def up_to_date(out: Path) -> bool:
+    """Whether `out` holds every artifact its manifest lists and was built from the inputs there are now."""
+    stamp = out / STAMP_NAME
+    if not stamp.is_file() or not manifest_matches(out):
+        return False
+    try:
+        recorded = json.loads(stamp.read_text())
+        return bool(recorded == build_inputs(out, recorded["files"], recorded["distributions"]))
+    except (ValueError, KeyError, TypeError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -127,6 +187,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("models"), help="output directory (default: models)")
     args = parser.parse_args(argv)
+    if up_to_date(args.out):
+        print(f"models up to date in {args.out} (inputs unchanged since {args.out / STAMP_NAME}; delete it to rebuild)")
+        return
     args.out.mkdir(parents=True, exist_ok=True)
 
     entries = build_all(args.out)

