@@ -216,7 +216,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="nox -s image --", description=__doc__.splitlines()[0])
     parser.add_argument("--base", help=f"base image; `local` builds on {LOCAL_BASE} (made if missing)")
     parser.add_argument("--tag", default=DEFAULT_TAG, help=f"local tag (default {DEFAULT_TAG})")
-    parser.add_argument("--gpu", action="store_true", help="onnxruntime-gpu; needs a CUDA base (not tested here)")
+    parser.add_argument("--gpu", action="store_true", help="onnxruntime-gpu; runs on GPUs only on a CUDA base")
     parser.add_argument("--no-cache", action="store_true", help="build every layer again (a cold build)")
     parser.add_argument("--push", metavar="REGISTRY", help="then tag as REGISTRY:<commit>, push, print the digest")
     parser.add_argument("--set-image", metavar="ENV", help="then write the pushed digest into ENV's spec and render")
@@ -231,7 +231,7 @@ def main(argv: list[str]) -> int:
             base = LOCAL_BASE
             print(f"base: {LOCAL_BASE} (Debian bookworm's Python 3.11 by debootstrap), NOT the production base")
         if args.gpu:
-            print("GPU variant: onnxruntime-gpu; needs a CUDA 12 + cuDNN 9 base; not built or run in this project's CI")
+            print("GPU variant: onnxruntime-gpu; its CUDA provider needs a CUDA 12 + cuDNN 9 base (no GPU here)")
         image_id, size, seconds = build(args.tag, base, args.gpu, args.no_cache)
         smoke_check(args.tag)
         print(f"image {args.tag}: {image_id}, {size / 1e9:.2f} GB, built in {seconds:.0f} s")
