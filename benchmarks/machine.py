@@ -48,7 +48,8 @@ def _busy_seconds() -> float:
 
 @dataclass(frozen=True)
 class CpuUse:
-    """Average busy cores over a window: the measured processes, this benchmark's whole tree, the whole machine."""
+    """Average busy cores over a window: the measured processes, this benchmark's whole tree (with the measured
+    processes outside it), the whole machine."""
 
     measured_cores: float
     benchmark_cores: float
@@ -65,16 +66,21 @@ class CpuWindow:
 
     `measured` lists the processes that count (called at both ends, so that processes started meanwhile, such as a
     new Ray worker, are counted from their creation); everything else in this benchmark's tree counts as its own
-    overhead (load generator, idle other system), and the machine's remaining busy time as foreign.
+    overhead (load generator, idle other system), and the machine's remaining busy time as foreign. `outside` lists
+    measured processes that are not in the tree (a database server the system writes to), so that their CPU is the
+    system's and not foreign.
     """
 
-    def __init__(self, measured: Callable[[], list[psutil.Process]]) -> None:
+    def __init__(
+        self, measured: Callable[[], list[psutil.Process]], outside: Callable[[], list[psutil.Process]] = list
+    ) -> None:
         self._measured = measured
+        self._outside = outside
         self._start: tuple[float, float, dict[_Key, float], dict[_Key, float]] | None = None
 
     def start(self) -> None:
         """Take the opening snapshot."""
-        self._start = (time.perf_counter(), _busy_seconds(), _snapshot(self._measured()), _snapshot(tree(os.getpid())))
+        self._start = (time.perf_counter(), _busy_seconds(), _snapshot(self._measured()), _snapshot(self._ours()))
 
     def stop(self) -> CpuUse:
         """Take the closing snapshot; the average busy cores since start()."""
@@ -84,9 +90,12 @@ class CpuWindow:
         machine = (_busy_seconds() - busy) / wall
         return CpuUse(
             measured_cores=_delta(measured, _snapshot(self._measured())) / wall,
-            benchmark_cores=_delta(everything, _snapshot(tree(os.getpid()))) / wall,
+            benchmark_cores=_delta(everything, _snapshot(self._ours())) / wall,
             machine_cores=machine,
         )
+
+    def _ours(self) -> list[psutil.Process]:
+        return [*tree(os.getpid()), *self._outside()]
 
 
 def _delta(before: dict[_Key, float], after: dict[_Key, float]) -> float:

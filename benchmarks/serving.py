@@ -1,32 +1,43 @@
-"""`nox -s bench`: the served zero-shot app beside a naive FastAPI service and the raw model, in one run.
+"""`nox -s bench`: the served zero-shot app beside the systems a user would otherwise pick, in one run.
 
 Usage: python -m benchmarks.serving [--env bench] [--clients 16] [--warmup-s 5] [--duration-s 20]
-       [--repetitions 2] [--raw-s 5] [--cold-starts 2] [--load-generator auto|wrk|aiohttp] [--out reports/bench]
-       [--gpu]
+       [--repetitions 2] [--raw-s 5] [--cold-starts 2] [--curve-clients 1,4,16,64] [--only SYSTEM,...] [--quick]
+       [--load-generator auto|wrk|aiohttp] [--out reports/bench] [--gpu] [--tune-fastapi]
 
 On this machine, in one run:
 1. render time of 500 generated apps (benchmarks.render_scale);
-2. per repetition: the raw model in-process (int8 and fp32, batch 1 and 32), then the naive baseline
-   (benchmarks/naive_zero_shot.py under uvicorn, pinned to the cores Ray runs on) and the toolkit (the zero-shot
-   application of <env>'s Serve config on a local Ray started with the variables <env> renders, EnvPlan.ray_env),
-   in alternating order, each under the same closed-loop load (benchmarks/loadgen.py, a process of its own),
-   and the same application serving a trivial encoder (benchmarks/trivial_model.py), what serving costs alone;
-3. replica cold start: a copy of the app with its model on S3 (LocalStack), from deploy to first answer.
-Each measurement waits for a quiet machine first and records the CPU others used meanwhile. Then the table and
-ratios on stdout, reports/bench/<timestamp>.json and .png, and a line in reports/bench/history.csv.
-`--gpu` runs the GPU comparison instead (benchmarks/gpu.py), and says why it cannot where there is no NVIDIA GPU.
+2. each system answers one request, which must match the raw model's answer (labels, order and scores);
+3. per repetition: the raw model in-process (int8 and fp32, batch 1 and 32), then every HTTP system in alternating
+   order under the same closed-loop load (benchmarks/loadgen.py, a process of its own):
+   - naive: benchmarks/naive_zero_shot.py (FastAPI, torch fp32, one model call per request);
+   - fastapi_tuned: benchmarks/tuned_fastapi.py (FastAPI, int8 ONNX, asyncio micro-batcher, one worker thread);
+   - bentoml: benchmarks/bentoml_service.py under `bentoml serve` (adaptive batching), from its own virtualenv;
+   - served: the zero-shot application of <env>'s Serve config on a local Ray started with the variables <env>
+     renders (EnvPlan.ray_env), its prediction log on SQLite;
+   - served_mysql: the same application with its prediction log on the local MariaDB (a database of its own);
+   - served_ray_defaults: the same app with Ray Serve's defaults on a Ray of its own (benchmarks/ray_defaults.py);
+   - served_trivial_model: the served app serving benchmarks/trivial_model.py, what serving costs alone;
+   every server pinned to the cores Ray runs on, and all of them up for the whole run;
+4. the load curve: served and the strong peers (fastapi_tuned, bentoml) at each of --curve-clients;
+5. replica cold start: a copy of the app with its model on S3 (LocalStack), from deploy to first answer.
+Each measurement waits for a quiet machine first and records the CPU others used meanwhile. Then the table, the
+ratios and the goals on stdout, reports/bench/<timestamp>.json, its two plots and a line in
+reports/bench/history.csv. A smoke run (--quick, --only, or less than the full measurement) writes its report
+into reports/bench/smoke/ and no history line. `--gpu` runs the GPU comparison instead (benchmarks/gpu.py);
+`--tune-fastapi` measures settings of the hand-tuned service instead (benchmarks/tuning.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import math
 import os
 import signal
-import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -39,8 +50,10 @@ from typing import Any
 
 import psutil
 
-from benchmarks import cold_start, gpu, loadgen, raw, render_scale, report, trivial_model
+from benchmarks import cold_start, gpu, loadgen, peers, raw, render_scale, report, trivial_model, tuning
 from benchmarks.machine import CpuWindow, load_average, say, tree, wait_for_quiet
+from benchmarks.peer_config import BENTOML, TUNED_FASTAPI, ModelSettings
+from benchmarks.peers import free_port
 from benchmarks.workload import request_bodies
 from render.plan import WARM_WORKERS_APP
 from render.validate.crd import crd_dir_from_env
@@ -50,11 +63,28 @@ from serve_apps.local import LOCAL_HOST, DeployError, apply_ray_env, deploy, env
 
 APP = "zero-shot"
 TRIVIAL_APP = f"{APP}-trivial-model"  # the same app serving benchmarks/trivial_model.py: the serving path's own cost
+MYSQL_APP = f"{APP}-mysql"  # the same app with its prediction log on MySQL
 RENDER_APPS = 500
 READY_TIMEOUT_S = 300
 OBJECT_STORE_BYTES = 200 * 1024**2  # Serve passes small objects only
 RAW_VARIANTS = {"int8": "zero_shot", "fp32": "zero_shot_fp32"}  # models/manifest.json entries
 RAW_BATCHES = (1, 32)
+# The load curve's systems: the served app and the peers a user would weigh against it (the naive one is not).
+CURVE_SYSTEMS = ("served", "fastapi_tuned", "bentoml")
+PARTS = (*report.SYSTEMS, "raw", "curve", "cold_start", "render")
+# Answers must match the raw int8 model's within this: the int8 encoder quantizes its activations per batch, so a
+# score moves a little with the batch a request lands in.
+SCORE_TOLERANCE = 0.02
+# The benchmark's measurement (argparse's defaults); --quick's, which proves every system starts and answers.
+FULL_RUN: dict[str, float] = {
+    "clients": 16,
+    "warmup_s": 5,
+    "duration_s": 20,
+    "repetitions": 2,
+    "raw_s": 5,
+    "cold_starts": 2,
+}
+QUICK: dict[str, float] = {"warmup_s": 1, "duration_s": 3, "repetitions": 1, "raw_s": 1, "cold_starts": 1}
 
 
 @dataclass(frozen=True)
@@ -71,6 +101,21 @@ class Options:
     max_foreign_cores: float
     quiet_timeout_s: float
     load_generator: str
+    curve_clients: tuple[int, ...] = report.CURVE_CLIENTS
+    parts: tuple[str, ...] = PARTS
+
+    @property
+    def systems(self) -> tuple[str, ...]:
+        """The HTTP systems this run measures, in the table's order."""
+        return tuple(s for s in report.SYSTEMS if s in self.parts)
+
+    @property
+    def smoke(self) -> bool:
+        """Less than the benchmark measures (fewer parts or clients, shorter or fewer windows): its figures go into
+        no history."""
+        shorter = any(getattr(self, name) < value for name, value in FULL_RUN.items() if name != "clients")
+        other = self.clients != FULL_RUN["clients"] or self.curve_clients != report.CURVE_CLIENTS
+        return shorter or other or set(self.parts) != set(PARTS)
 
 
 @dataclass(frozen=True)
@@ -82,46 +127,20 @@ class HttpWindow:
     load: loadgen.LoadResult
     server_cores: float
     client_cores: float
+    idle_cores: float  # the rest of the benchmark: the idle other servers, the bench itself
     foreign_cores: float
     machine_cores: float
     load_average: str
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on now (other people's Serve may hold 8000 on a shared machine)."""
-    with socket.socket() as probe:
-        probe.bind((LOCAL_HOST, 0))
-        return int(probe.getsockname()[1])
+@dataclass(frozen=True)
+class Server:
+    """A running system: where to send requests, which processes are its CPU, and which of them are outside the
+    benchmark's process tree (the MySQL server)."""
 
-
-def wait_http(url: str, timeout_s: float) -> None:
-    """Poll GET `url` until it answers 200."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(url, timeout=5) as response,  # noqa: S310 - a local http URL
-        ):
-            if response.status == 200:
-                return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} did not answer within {timeout_s:.0f} s")
-        time.sleep(0.5)
-
-
-@contextlib.contextmanager
-def naive_server(cores: list[int]) -> Iterator[tuple[str, int]]:
-    """The naive baseline under uvicorn (one process, no access log), pinned to `cores`; yields its URL and pid."""
-    port = free_port()
-    command = ["taskset", "-c", ",".join(map(str, cores)), sys.executable, "-m", "uvicorn"]
-    command += ["benchmarks.naive_zero_shot:app", "--host", LOCAL_HOST, "--port", str(port), "--no-access-log"]
-    process = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL)
-    try:
-        wait_http(f"http://{LOCAL_HOST}:{port}/healthz", READY_TIMEOUT_S)
-        yield f"http://{LOCAL_HOST}:{port}/predict", process.pid
-    finally:
-        process.terminate()
-        process.wait(30)
+    url: str
+    measured: Callable[[], list[psutil.Process]]
+    outside: Callable[[], list[psutil.Process]] = list
 
 
 @contextlib.contextmanager
@@ -174,21 +193,17 @@ def replica_pids() -> list[int]:
 
 
 def measure_http(
-    system: str,
-    repetition: int,
-    url: str,
-    measured: Callable[[], list[psutil.Process]],
-    bodies_file: Path,
-    options: Options,
+    system: str, repetition: int, server: Server, clients: int, bodies_file: Path, options: Options
 ) -> HttpWindow:
-    """Run the load generator against `url`; CPU of the `measured` processes over the same measured window."""
+    """Run the load generator against the server with `clients` closed-loop clients; CPU of its processes over the
+    same measured window."""
     foreign = wait_for_quiet(options.max_foreign_cores, options.quiet_timeout_s, say)
-    say(f"{system}: {options.clients} clients, {options.warmup_s:g} s warm-up, {options.duration_s:g} s measured")
-    command = [sys.executable, "-m", "benchmarks.loadgen", "--url", url, "--bodies", str(bodies_file)]
-    command += ["--clients", str(options.clients), "--warmup-s", str(options.warmup_s)]
+    say(f"{system}: {clients} clients, {options.warmup_s:g} s warm-up, {options.duration_s:g} s measured")
+    command = [sys.executable, "-m", "benchmarks.loadgen", "--url", server.url, "--bodies", str(bodies_file)]
+    command += ["--clients", str(clients), "--warmup-s", str(options.warmup_s)]
     command += ["--duration-s", str(options.duration_s), "--generator", options.load_generator]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    window = CpuWindow(measured)
+    window = CpuWindow(server.measured, server.outside)
     cpu = None
     assert process.stderr is not None
     for line in process.stderr:
@@ -207,14 +222,15 @@ def measure_http(
         load=load,
         server_cores=cpu.measured_cores,
         client_cores=load.client_cpu_cores,
+        idle_cores=max(0.0, cpu.benchmark_cores - cpu.measured_cores - load.client_cpu_cores),
         foreign_cores=cpu.foreign_cores,
         machine_cores=cpu.machine_cores,
         load_average=load_average(),
     )
     say(
         f"{system}: {load.rps:.1f} req/s, p50 {load.p50_ms:.1f} ms, p95 {load.p95_ms:.1f} ms, p99 {load.p99_ms:.1f} ms,"
-        f" {load.errors} errors; server {result.server_cores:.2f} cores, client {result.client_cores:.2f},"
-        f" others {result.foreign_cores:.2f} (before: {foreign:.2f})"
+        f" {load.errors} errors; server {result.server_cores:.2f} cores, client {result.client_cores:.2f}, rest of"
+        f" the bench {result.idle_cores:.2f}, others {result.foreign_cores:.2f} (before: {foreign:.2f})"
     )
     return result
 
@@ -246,64 +262,215 @@ def ray_processes() -> list[psutil.Process]:
     return found
 
 
+def model_settings(root: Path) -> ModelSettings:
+    """The int8 artifact of models/ and the served app's scoring defaults, for the peers."""
+    from serve_apps.zero_shot.app import ZeroShotArgs
+
+    int8 = read_manifest(root / "models")[RAW_VARIANTS["int8"]]
+    fields = ZeroShotArgs.model_fields
+    return ModelSettings(
+        model_path=str((root / "models" / int8.path).resolve()),
+        hypothesis_template=fields["hypothesis_template"].default,
+        temperature=fields["temperature"].default,
+        multi_label_threshold=fields["multi_label_threshold"].default,
+    )
+
+
+def check_answers(root: Path, servers: dict[str, Server], body: dict[str, Any]) -> None:
+    """Each system answers `body` as the raw int8 model does in-process: the same keys and labels in the same
+    order, scores within SCORE_TOLERANCE (the naive service runs torch fp32: only its top label must agree; the
+    trivial model is no model: only its labels must be the request's)."""
+    model = raw.load_model(Path(model_settings(root).model_path), 1)
+    (expected,) = model.classify([next(q for q in raw.queries() if q.text == body["text"])])
+    request = json.dumps(body).encode()
+    wrong = []
+    for system, server in servers.items():
+        sent = urllib.request.Request(server.url, data=request, headers={"content-type": "application/json"})  # noqa: S310
+        with urllib.request.urlopen(sent, timeout=30) as response:  # noqa: S310 - a local http URL
+            answer = json.loads(response.read())
+        if set(answer) != {"sequence", "labels", "scores"} or answer["sequence"] != body["text"]:
+            wrong.append(f"{system}: answered {answer!r}")
+        elif system == "served_trivial_model":  # its encoder is not the model: the shape alone must agree
+            if sorted(answer["labels"]) != sorted(expected.labels):
+                wrong.append(f"{system}: labels {answer['labels']}")
+        elif system == "naive":
+            if answer["labels"][0] != expected.labels[0]:
+                wrong.append(f"{system}: top label {answer['labels'][0]!r}, the int8 model's {expected.labels[0]!r}")
+        elif answer["labels"] != expected.labels or any(
+            abs(got - want) > SCORE_TOLERANCE for got, want in zip(answer["scores"], expected.scores, strict=True)
+        ):
+            wrong.append(f"{system}: {answer['labels']} {answer['scores']}; the model: {expected}")
+    if wrong:
+        raise RuntimeError("systems answer differently from the model:\n" + "\n".join(wrong))
+    say(f"{', '.join(servers)} answer as the model does ({expected.labels[0]} {expected.scores[0]:.3f})")
+
+
+def prediction_rows(cache: Path, mysql_url: str | None) -> dict[str, int]:
+    """Rows each prediction log holds at the end: SQLite (served, served_trivial_model, cold starts) and MySQL."""
+    rows = {}
+    sqlite_file = cache / "predictions.sqlite"
+    if sqlite_file.exists():
+        with contextlib.closing(sqlite3.connect(sqlite_file)) as connection:
+            rows["sqlite"] = connection.execute("SELECT COUNT(*) FROM prediction_log").fetchone()[0]
+    if mysql_url is not None:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(mysql_url)
+        with engine.connect() as connection:
+            rows["mysql"] = connection.execute(sa.text("SELECT COUNT(*) FROM prediction_log")).scalar_one()
+        engine.dispose()
+    return rows
+
+
+def mysql_copy(app: dict[str, Any], database_url: str) -> dict[str, Any]:
+    """The app under MYSQL_APP's name and route, its replica's PREDICTION_DB_URL the MySQL database (a runtime_env
+    variable: Ray starts that replica in a worker of its own with it)."""
+    return {
+        **app,
+        "name": MYSQL_APP,
+        "route_prefix": f"/{MYSQL_APP}",
+        "runtime_env": {"env_vars": {"PREDICTION_DB_URL": database_url}},
+    }
+
+
+def best_peer(windows: list[HttpWindow]) -> str | None:
+    """The peer (report.PEERS) with the highest median throughput in the main windows, if any was measured."""
+    rates = {p: report.median([w.load.rps for w in windows if w.system == p]) for p in report.PEERS}
+    measured = {p: r for p, r in rates.items() if not math.isnan(r)}
+    return max(measured, key=lambda p: measured[p]) if measured else None
+
+
+def measure_curve(servers: dict[str, Server], bodies_file: Path, options: Options) -> list[HttpWindow]:
+    """CURVE_SYSTEMS that run, at each of the curve's client counts, in alternating order; repetition = 0."""
+    systems = [s for s in CURVE_SYSTEMS if s in servers]
+    windows = []
+    for index, clients in enumerate(options.curve_clients):
+        for system in systems if index % 2 == 0 else reversed(systems):
+            windows.append(measure_http(system, 0, servers[system], clients, bodies_file, options))
+    return windows
+
+
 def run(root: Path, options: Options) -> dict[str, Any]:
     """Every measurement of one run, as the JSON document the report is made from."""
     cores = sorted(os.sched_getaffinity(0))
     say(f"bench of {options.env} on {len(cores)} cores ({cores}); load average {load_average()}")
     wrk = loadgen.wrk_path(options.load_generator)
     say(f"load generator: {wrk or 'aiohttp (wrk is not on PATH; with it the servers get ~0.1 cores more)'}")
-    render = render_scale.measure(RENDER_APPS, crd_dir_from_env(None))
-    say(f"render of {RENDER_APPS} apps: {render['total']:.2f} s")
+    render = None
+    if "render" in options.parts:
+        render = render_scale.measure(RENDER_APPS, crd_dir_from_env(None))
+        say(f"render of {RENDER_APPS} apps: {render['total']:.2f} s")
     int8 = read_manifest(root / "models")[RAW_VARIANTS["int8"]]
+    settings = model_settings(root)
+    systems = options.systems
+    cold_starts = options.cold_starts if "cold_start" in options.parts else 0
     windows: list[HttpWindow] = []
     raws: list[raw.RawResult] = []
+    curve: list[HttpWindow] = []
+    colds: list[cold_start.ColdStart] = []
+    config: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
-        say("starting LocalStack (the cold start's S3) and uploading the int8 model")
-        artifact, aws_env = stack.enter_context(cold_start.s3_model(root, root / "models" / int8.path, int8.sha256))
+        logs = scratch / "logs"
+        logs.mkdir()
         cache = scratch / "model-cache"
-        # Before Ray starts: its processes inherit them at ray.init, as a container's (how to reach S3, where to cache).
-        os.environ.update({**aws_env, "MODEL_CACHE_DIR": str(cache)})
+        # Before Ray starts: its processes inherit them at ray.init, as a container's (where to cache, and with the
+        # cold starts, how to reach S3). The SQLite prediction log lives in the cache too.
+        os.environ["MODEL_CACHE_DIR"] = str(cache)
+        if cold_starts:
+            say("starting LocalStack (the cold start's S3) and uploading the int8 model")
+            artifact, aws_env = stack.enter_context(cold_start.s3_model(root, root / "models" / int8.path, int8.sha256))
+            os.environ.update(aws_env)
         bodies_file = scratch / "bodies.json"
         bodies_file.write_text(json.dumps(request_bodies()))
-        naive_url, naive_pid = stack.enter_context(naive_server(cores))
-        # One more replica serves the trivial model; each cold start deploys a copy and scales it up by one.
-        served = served_app(root, options.env, extra_replicas=1 + 2 * options.cold_starts)
-        url, config, port = stack.enter_context(served)
-        trivial = cold_start.cold_copy(
-            config["applications"][0],
-            TRIVIAL_APP,
-            trivial_model.build(root / "models" / int8.path, scratch / "trivial-encoder.onnx"),
-        )
-        config = {**config, "applications": [*config["applications"], trivial]}
-        deploy(config, port, READY_TIMEOUT_S)
-        trivial_url = f"http://{LOCAL_HOST}:{port}{trivial['route_prefix']}/predict"
-        say(f"naive on {naive_url} (pid {naive_pid}); served replica pid(s) {replica_pids()}")
-        systems: dict[str, tuple[str, Callable[[], list[psutil.Process]]]] = {
-            "naive": (naive_url, lambda: tree(naive_pid)),
-            "served": (url, ray_processes),
-            "served_trivial_model": (trivial_url, ray_processes),
+        servers: dict[str, Server] = {}
+        pids: dict[str, int] = {}
+        starters: dict[str, Callable[[], contextlib.AbstractContextManager[tuple[str, int]]]] = {
+            "naive": lambda: peers.naive_server(cores, logs),
+            "fastapi_tuned": lambda: peers.tuned_fastapi_server(settings, cores, {}, logs),
+            "bentoml": lambda: peers.bentoml_server(root, settings, cores, logs),
+            "served_ray_defaults": lambda: peers.ray_defaults_server(root, options.env, cores, logs),
         }
+        for system, start in starters.items():
+            if system in systems:
+                say(f"starting {system}")
+                url, pids[system] = stack.enter_context(start())
+                servers[system] = Server(url, functools.partial(tree, pids[system]))
+        mysql_url = None
+        if any(s in systems for s in ("served", "served_mysql", "served_trivial_model")) or cold_starts:
+            if "served_mysql" in systems:
+                mysql_url = stack.enter_context(peers.mysql_database())
+                say(f"prediction log of {MYSQL_APP} on {mysql_url}")
+            # One more replica for each copy; each cold start deploys a copy and scales it up by one.
+            copies = ("served_mysql" in systems) + ("served_trivial_model" in systems)
+            url, config, port = stack.enter_context(served_app(root, options.env, copies + 2 * cold_starts))
+            app = config["applications"][0]
+            extra = []
+            if "served_trivial_model" in systems:
+                encoder = trivial_model.build(root / "models" / int8.path, scratch / "trivial-encoder.onnx")
+                extra.append(cold_start.cold_copy(app, TRIVIAL_APP, encoder))
+                servers["served_trivial_model"] = Server(
+                    f"http://{LOCAL_HOST}:{port}/{TRIVIAL_APP}/predict", ray_processes
+                )
+            if mysql_url is not None:
+                extra.append(mysql_copy(app, mysql_url))
+                database = peers.mysql_server_pid()
+                outside = (lambda: [psutil.Process(database)]) if database else list
+                servers["served_mysql"] = Server(
+                    f"http://{LOCAL_HOST}:{port}/{MYSQL_APP}/predict", ray_processes, outside
+                )
+            if extra:
+                config = {**config, "applications": [*config["applications"], *extra]}
+                deploy(config, port, READY_TIMEOUT_S)
+            if "served" in systems:
+                servers["served"] = Server(url, ray_processes)
+            say(f"served replica pid(s) {replica_pids()}; peers' pids {pids}")
+        servers = {s: servers[s] for s in systems}  # the table's order
+        if servers:
+            check_answers(root, servers, request_bodies()[0])
         for repetition in range(1, options.repetitions + 1):
             say(f"repetition {repetition} of {options.repetitions}")
-            raws += measure_raw(root, len(cores), options)
-            order = list(systems) if repetition % 2 else list(reversed(systems))
+            if "raw" in options.parts:
+                raws += measure_raw(root, len(cores), options)
+            order = list(servers) if repetition % 2 else list(reversed(servers))
             for system in order:
-                target, measured = systems[system]
-                windows.append(measure_http(system, repetition, target, measured, bodies_file, options))
-        body = json.dumps(request_bodies()[0]).encode()
-        colds = measure_cold_starts(config, port, body, artifact, cache, options)
+                windows.append(measure_http(system, repetition, servers[system], options.clients, bodies_file, options))
+        if "curve" in options.parts:
+            curve = measure_curve(servers, bodies_file, options)
+        if cold_starts:
+            body = json.dumps(request_bodies()[0]).encode()
+            colds = measure_cold_starts(config, port, body, artifact, cache, options)
+        rows = prediction_rows(cache, mysql_url)
+        say(f"prediction log rows at the end: {rows}")
     return {
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "env": options.env,
         "options": asdict(options),
+        "smoke": options.smoke,
         "machine": {"cores": cores, "cpu_count": os.cpu_count()},
         "commit": _git_commit(root),
         "serve_config": config,
+        "peers": peer_settings(),
         "render_500_apps_s": render,
         "raw": [asdict(r) for r in raws],
-        "http": [{**asdict(w), "load": asdict(w.load)} for w in windows],
+        "http": [_window_dict(w) for w in windows],
+        "curve": [_window_dict(w) for w in curve],
+        "best_peer": best_peer(windows),
         "cold_start": [asdict(c) for c in colds],
+        "prediction_rows": rows,
+    }
+
+
+def _window_dict(window: HttpWindow) -> dict[str, Any]:
+    return {**asdict(window), "load": asdict(window.load)}
+
+
+def peer_settings() -> dict[str, dict[str, Any]]:
+    """How each peer was configured, for the report."""
+    return {
+        "fastapi_tuned": dict(TUNED_FASTAPI),
+        "bentoml": {"version": peers.BENTOML_VERSION, **BENTOML},
+        "served_ray_defaults": {"config": "benchmarks/ray_defaults.py: out_of_the_box()"},
     }
 
 
@@ -359,46 +526,96 @@ def _git_commit(root: Path) -> str:
     return done.stdout.strip() or "unknown"
 
 
+def tune_fastapi(root: Path, options: Options, out: Path) -> int:
+    """Sweep the hand-tuned service's settings (benchmarks/tuning.py); print and write what each did."""
+    cores = sorted(os.sched_getaffinity(0))
+    settings = model_settings(root)
+    with tempfile.TemporaryDirectory(prefix="bench-tuning-") as scratch:
+        bodies_file = Path(scratch) / "bodies.json"
+        bodies_file.write_text(json.dumps(request_bodies()))
+
+        def measure(tuned: dict[str, str]) -> loadgen.LoadResult:
+            with peers.tuned_fastapi_server(settings, cores, tuned, Path(scratch)) as (url, pid):
+                server = Server(url, functools.partial(tree, pid))
+                return measure_http("fastapi_tuned", 0, server, options.clients, bodies_file, options).load
+
+        best, trials = tuning.sweep(measure, options.repetitions)
+    print(tuning.table(best, trials))
+    say(f"wrote {tuning.write(best, trials, out)}")
+    return 0
+
+
+def _parts(value: str) -> tuple[str, ...]:
+    parts = tuple(part.strip() for part in value.split(",") if part.strip())
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+    return parts
+
+
+def _clients(value: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {value!r}; a comma-separated list of client counts") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"got {value!r}; client counts are positive")
+    return counts
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark (or the GPU comparison), print the table, write the reports."""
+    """Run the benchmark (or the GPU comparison, or the tuning sweep), print the table, write the reports."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="bench", help="environment under deployments/ whose Serve config is served")
-    parser.add_argument("--clients", type=int, default=16, help="closed-loop clients")
-    parser.add_argument("--warmup-s", type=float, default=5)
-    parser.add_argument("--duration-s", type=float, default=20, help="measured window per system and repetition")
-    parser.add_argument("--repetitions", type=int, default=2)
-    parser.add_argument("--raw-s", type=float, default=5, help="seconds per raw model measurement")
-    parser.add_argument("--cold-starts", type=int, default=2)
+    parser.add_argument("--clients", type=int, help=f"closed-loop clients (default {FULL_RUN['clients']:g})")
+    parser.add_argument("--warmup-s", type=float)
+    parser.add_argument("--duration-s", type=float, help="measured window per system and repetition")
+    parser.add_argument("--repetitions", type=int)
+    parser.add_argument("--raw-s", type=float, help="seconds per raw model measurement")
+    parser.add_argument("--cold-starts", type=int)
+    parser.add_argument("--curve-clients", type=_clients, default=report.CURVE_CLIENTS, help="e.g. 1,4,16,64")
+    parser.add_argument("--only", type=_parts, default=PARTS, help=f"comma-separated subset of {','.join(PARTS)}")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: " + ", ".join(f"{k} {v:g}" for k, v in QUICK.items())
+    )
     parser.add_argument("--max-foreign-cores", type=float, default=0.3, help="wait while others use more than this")
     parser.add_argument("--quiet-timeout-s", type=float, default=120, help="longest wait for a quiet machine")
     parser.add_argument("--load-generator", choices=loadgen.GENERATORS, default="auto", help="auto: wrk if on PATH")
     parser.add_argument("--out", type=Path, default=Path("reports/bench"))
     parser.add_argument("--gpu", action="store_true", help="compare 4 x 0.25 GPU replicas with 1 x 1.0 instead")
+    parser.add_argument("--tune-fastapi", action="store_true", help="sweep the hand-tuned service's settings instead")
     args = parser.parse_args(argv)
     # Stopped with SIGTERM, unwind like Ctrl-C, so that the servers, Ray and LocalStack this run started stop too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     root = Path.cwd()
     if args.gpu:
         return gpu.main(root, args.out)
+    measurement = {**FULL_RUN, **(QUICK if args.quick else {})}
+    measurement.update({k: v for k in FULL_RUN if (v := getattr(args, k)) is not None})
     options = Options(
         env=args.env,
-        clients=args.clients,
-        warmup_s=args.warmup_s,
-        duration_s=args.duration_s,
-        repetitions=args.repetitions,
-        raw_s=args.raw_s,
-        cold_starts=args.cold_starts,
+        clients=int(measurement["clients"]),
+        warmup_s=measurement["warmup_s"],
+        duration_s=measurement["duration_s"],
+        repetitions=int(measurement["repetitions"]),
+        raw_s=measurement["raw_s"],
+        cold_starts=int(measurement["cold_starts"]),
         max_foreign_cores=args.max_foreign_cores,
         quiet_timeout_s=args.quiet_timeout_s,
         load_generator=args.load_generator,
+        curve_clients=args.curve_clients,
+        parts=args.only,
     )
-    if options.duration_s < 20 or options.repetitions < 2:
-        say("note: fewer than 2 repetitions or a window under 20 s is a smoke run, not the benchmark")
+    if args.tune_fastapi:
+        return tune_fastapi(root, options, args.out)
+    out = args.out / "smoke" if options.smoke else args.out
+    if options.smoke:
+        say(f"a smoke run (less than the benchmark measures): its report goes to {out}, and no line to history.csv")
     document = run(root, options)
     summary = report.summarize(document)
     document["summary"] = summary
     print(report.table(document, summary))
-    for path in report.write(document, summary, args.out):
+    for path in report.write(document, summary, out, history=not options.smoke):
         say(f"wrote {path}")
     return 0
 

@@ -1,0 +1,150 @@
+"""The bench's report: medians, ratios and goals from one run's windows; a smoke run leaves the history alone."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+from benchmarks import report
+
+
+def window(system: str, rps: float, p50_ms: float = 10.0, p95_ms: float = 20.0, clients: int = 16) -> dict[str, Any]:
+    load = {
+        "clients": clients,
+        "window_s": 20.0,
+        "requests": int(rps * 20),
+        "errors": 0,
+        "rps": rps,
+        "p50_ms": p50_ms,
+        "p95_ms": p95_ms,
+        "p99_ms": p95_ms * 1.2,
+        "client_cpu_s": 0.4,
+        "generator": "wrk 4.1",
+    }
+    return {
+        "system": system,
+        "repetition": 1,
+        "load": load,
+        "server_cores": 1.8,
+        "client_cores": 0.02,
+        "idle_cores": 0.05,
+        "foreign_cores": 0.1,
+        "machine_cores": 1.95,
+        "load_average": "1.0",
+    }
+
+
+def minimal_document(**changes: Any) -> dict[str, Any]:
+    """A full run: every system at 16 clients, the curve, raw limits, cold starts and the render time."""
+    rates = {
+        "naive": 40,
+        "fastapi_tuned": 600,
+        "bentoml": 300,
+        "served": 660,
+        "served_mysql": 640,
+        "served_ray_defaults": 60,
+        "served_trivial_model": 1500,
+    }
+    document = {
+        "timestamp": "2026-12-04T20:00:00+0000",
+        "env": "bench",
+        "commit": "abc1234",
+        "smoke": False,
+        "options": {"clients": 16, "repetitions": 2, "duration_s": 20.0},
+        "machine": {"cores": [0, 1], "cpu_count": 2},
+        "raw": [
+            {
+                "variant": "int8",
+                "batch_size": 32,
+                "sentences_per_s": 700.0,
+                "batch_p50_ms": 45.0,
+                "cpu_cores": 2.0,
+                "threads": 2,
+                "batch_p95_ms": 50.0,
+            }
+        ],
+        "http": [window(system, rps, p95_ms=25.0 if system == "served" else 28.0) for system, rps in rates.items()],
+        "curve": [
+            window(system, 100.0 * clients, p50_ms=p50, clients=clients)
+            for system, p50 in (("served", 4.0), ("fastapi_tuned", 3.0))
+            for clients in report.CURVE_CLIENTS
+        ],
+        "best_peer": "fastapi_tuned",
+        "cold_start": [{"app": "c1", "to_running_s": 1.0, "to_first_answer_s": 1.2, "scale_up_to_running_s": 0.9}],
+        "render_500_apps_s": {"total": 0.9},
+        "prediction_rows": {"sqlite": 100, "mysql": 50},
+    }
+    return {**document, **changes}
+
+
+def test_a_run_that_meets_every_goal_passes_them_all() -> None:
+    summary = report.summarize(minimal_document())
+
+    assert summary["served_over_best_peer"] == 660 / 600
+    assert summary["served_over_raw_int8_batch32"] == 660 / 700
+    assert summary["served_mysql_over_served"] == 640 / 660
+    assert summary["one_client_p50_gap_ms"] == 1.0
+    assert summary["curve"]["served"][64]["rps"] == 6400
+    assert all(ok is True for ok in summary["goals"].values()), summary["goals"]
+
+
+def test_served_slower_than_the_best_peer_fails_its_goal() -> None:
+    document = minimal_document(best_peer="bentoml")
+    document["http"] = [w for w in document["http"] if w["system"] != "bentoml"] + [window("bentoml", 700)]
+    goals = report.summarize(document)["goals"]
+    assert [ok for goal, ok in goals.items() if "best peer (bentoml)" in goal] == [False]
+
+
+def test_what_a_run_did_not_measure_is_neither_passed_nor_failed() -> None:
+    document = minimal_document(raw=[], curve=[], cold_start=[], render_500_apps_s=None, best_peer=None)
+    document["http"] = [w for w in document["http"] if w["system"] == "served"]
+    summary = report.summarize(document)
+
+    assert math.isnan(summary["http"]["bentoml"]["rps"])
+    assert [goal for goal, ok in summary["goals"].items() if ok is not None] == ["served p95 <= 30 ms"]
+    assert "n/a" in report.table(document, summary)
+
+
+def test_the_table_shows_each_system_the_curve_and_the_goals() -> None:
+    document = minimal_document()
+    shown = report.table(document, report.summarize(document))
+    for system in report.SYSTEMS:
+        assert f"\n{system} " in shown
+    assert "load curve" in shown
+    assert "PASS  served >= 1x the best peer (fastapi_tuned)" in shown
+
+
+def test_a_run_writes_its_report_plots_and_a_history_line(tmp_path: Path) -> None:
+    document = minimal_document()
+    written = report.write(document, report.summarize(document), tmp_path)
+
+    stem = "20261204T200000"
+    assert [p.name for p in written] == [f"{stem}.json", f"{stem}.png", f"{stem}-curve.png", report.HISTORY]
+    assert all(p.stat().st_size > 0 for p in written)
+    with (tmp_path / report.HISTORY).open() as file:
+        (row,) = list(csv.DictReader(file))
+    assert row["served_rps"] == "660.0"
+    assert row["best_peer"] == "fastapi_tuned"
+    assert row["curve_served_1_p50_ms"] == "4.00"
+    assert row["goals_passed"] == "7/7"
+
+
+def test_a_smoke_run_leaves_the_history_alone(tmp_path: Path) -> None:
+    document = minimal_document(smoke=True)
+    written = report.write(document, report.summarize(document), tmp_path, history=False)
+    assert not (tmp_path / report.HISTORY).exists()
+    assert report.HISTORY not in {p.name for p in written}
+
+
+def test_new_columns_rewrite_the_history_with_the_old_rows_kept(tmp_path: Path) -> None:
+    history = tmp_path / report.HISTORY
+    history.write_text("timestamp,served_rps\n2026-12-01,500.0\n")
+    report.append_history(history, {"timestamp": "2026-12-04", "served_rps": "660.0", "bentoml_rps": "300.0"})
+    with history.open() as file:
+        rows = list(csv.DictReader(file))
+    assert rows == [
+        {"timestamp": "2026-12-01", "served_rps": "500.0", "bentoml_rps": ""},
+        {"timestamp": "2026-12-04", "served_rps": "660.0", "bentoml_rps": "300.0"},
+    ]
