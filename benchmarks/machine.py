@@ -6,6 +6,7 @@ this benchmark's process tree ("foreign"), and the benchmark waits for a quiet m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -46,6 +47,30 @@ def _busy_seconds() -> float:
     return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
 
+def process_label(process: psutil.Process) -> str:
+    """What a process is, for a CPU breakdown: Ray's title (`ServeReplica:zero-shot:ZeroShotClassifier`), a BentoML
+    service worker (`bentoml ZeroShotEncoder`), uvicorn's worker, else the program or Python script it runs."""
+    try:
+        command = process.cmdline() or [process.name()]
+    except psutil.Error:
+        return "?"
+    if command[0].startswith("ray::"):  # Ray titles an actor's process by its class, and the method it runs now
+        return command[0].removeprefix("ray::").split(" ")[0].split(".")[0]
+    if "--service-name" in command[:-1]:
+        return f"bentoml {command[command.index('--service-name') + 1]}"
+    if any("spawn_main" in part for part in command):
+        return "uvicorn worker"
+    program = os.path.basename(command[0])
+    if program.startswith("python") and len(command) > 1:
+        if command[1] == "-m" and len(command) > 2:
+            return command[2]
+        if "-c" in command:
+            return f"{program} -c"
+        script = [part for part in command[1:] if not part.startswith("-")][:1]
+        return "/".join(script[0].split("/")[-2:]) if script else program
+    return program
+
+
 @dataclass(frozen=True)
 class CpuUse:
     """Average busy cores over a window: the measured processes, this benchmark's whole tree (with the measured
@@ -54,6 +79,7 @@ class CpuUse:
     measured_cores: float
     benchmark_cores: float
     machine_cores: float
+    by_process: dict[str, float]  # the measured cores by process_label
 
     @property
     def foreign_cores(self) -> float:
@@ -88,10 +114,20 @@ class CpuWindow:
         began, busy, measured, everything = self._start
         wall = time.perf_counter() - began
         machine = (_busy_seconds() - busy) / wall
+        processes = self._measured()
+        after = _snapshot(processes)
+        by_process: dict[str, float] = {}
+        for process in processes:
+            with contextlib.suppress(psutil.Error):
+                key = (process.pid, process.create_time())
+                if key in after:
+                    label = process_label(process)
+                    by_process[label] = by_process.get(label, 0.0) + (after[key] - measured.get(key, 0.0)) / wall
         return CpuUse(
-            measured_cores=_delta(measured, _snapshot(self._measured())) / wall,
+            measured_cores=_delta(measured, after) / wall,
             benchmark_cores=_delta(everything, _snapshot(self._ours())) / wall,
             machine_cores=machine,
+            by_process=dict(sorted(by_process.items(), key=lambda item: -item[1])),
         )
 
     def _ours(self) -> list[psutil.Process]:

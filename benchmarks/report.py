@@ -31,6 +31,7 @@ SYSTEMS = (
 PEERS = ("naive", "fastapi_tuned", "bentoml")  # what a user would pick instead of the toolkit
 CURVE_CLIENTS = (1, 4, 16, 64)
 HISTORY = "history.csv"
+BREAKDOWN_SHOWN = 5  # processes named per system in the table's CPU breakdown
 COLOURS = {
     "naive": "tab:gray",
     "fastapi_tuned": "tab:orange",
@@ -72,7 +73,15 @@ def _window_row(windows: list[dict[str, Any]]) -> dict[str, float]:
         "foreign_cores_max": max((w["foreign_cores"] for w in windows), default=float("nan")),
         "rps_min": min((w["load"]["rps"] for w in windows), default=float("nan")),
         "rps_max": max((w["load"]["rps"] for w in windows), default=float("nan")),
+        "server_cores_by_process": _by_process(windows),
     }
+
+
+def _by_process(windows: list[dict[str, Any]]) -> dict[str, float]:
+    """The median cores of each kind of server process over the windows (0 in a window without it), largest first."""
+    labels = {label for w in windows for label in w.get("server_cores_by_process", {})}
+    cores = {label: median([w.get("server_cores_by_process", {}).get(label, 0.0) for w in windows]) for label in labels}
+    return dict(sorted(cores.items(), key=lambda item: -item[1]))
 
 
 def summarize(document: dict[str, Any]) -> dict[str, Any]:
@@ -182,6 +191,11 @@ def table(document: dict[str, Any], summary: dict[str, Any]) -> str:
         " MariaDB's), rest = the rest of this benchmark (the idle other servers), others = cores used outside this"
         " benchmark, the worst window)"
     )
+    lines.append(f"where the server CPU went at {options['clients']} clients (cores, median; largest first):")
+    for system in _measured(summary):
+        split = summary["http"][system]["server_cores_by_process"]
+        shown = ", ".join(f"{label} {cores:.2f}" for label, cores in list(split.items())[:BREAKDOWN_SHOWN])
+        lines.append(f"  {system}: {shown}")
     if summary["curve"]:
         systems = [s for s in SYSTEMS if s in summary["curve"]]
         lines.append("load curve, closed-loop clients: req/s, p50 / p95 ms (one window each)")

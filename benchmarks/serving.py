@@ -128,6 +128,7 @@ class HttpWindow:
     server_cores: float
     client_cores: float
     idle_cores: float  # the rest of the benchmark: the idle other servers, the bench itself
+    server_cores_by_process: dict[str, float]  # server_cores split by machine.process_label
     foreign_cores: float
     machine_cores: float
     load_average: str
@@ -223,6 +224,7 @@ def measure_http(
         server_cores=cpu.measured_cores,
         client_cores=load.client_cpu_cores,
         idle_cores=max(0.0, cpu.benchmark_cores - cpu.measured_cores - load.client_cpu_cores),
+        server_cores_by_process={label: round(cores, 3) for label, cores in cpu.by_process.items()},
         foreign_cores=cpu.foreign_cores,
         machine_cores=cpu.machine_cores,
         load_average=load_average(),

@@ -58,7 +58,18 @@ def test_systems_keep_the_tables_order() -> None:
 
 def _window(system: str, rps: float) -> serving.HttpWindow:
     load = LoadResult(16, 20.0, int(rps * 20), 0, rps, 10.0, 20.0, 30.0, 0.1, "wrk")
-    return serving.HttpWindow(system, 1, load, 1.8, 0.02, 0.05, 0.1, 1.9, "1.0")
+    return serving.HttpWindow(
+        system=system,
+        repetition=1,
+        load=load,
+        server_cores=1.8,
+        client_cores=0.02,
+        idle_cores=0.05,
+        server_cores_by_process={"uvicorn worker": 1.8},
+        foreign_cores=0.1,
+        machine_cores=1.9,
+        load_average="1.0",
+    )
 
 
 def test_the_best_peer_is_the_fastest_peer_and_never_the_served_app() -> None:
