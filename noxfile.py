@@ -76,7 +76,9 @@ def lint(session: nox.Session) -> None:
     install(session, "lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
-    session.run("mypy", "render", "serve_apps", "tools/image.py", "noxfile.py")
+    session.run(
+        "mypy", "render", "serve_apps", "tools/image.py", "tools/docs_pages.py", "tools/docs_hooks.py", "noxfile.py"
+    )
     session.run(
         "hadolint", *(str(path) for path in sorted(Path(".").glob("**/Dockerfile")) if ".nox" not in path.parts)
     )
