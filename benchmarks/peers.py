@@ -199,6 +199,21 @@ def bentoml_server(root: Path, settings: ModelSettings, cores: Sequence[int], lo
         yield f"{base}/predict", pid
 
 
+def bentoml_mean_batch(predict_url: str) -> float:
+    """The mean size of the batches BentoML's dispatcher has formed since the server started, over all encoder
+    workers (its adaptive_batch_size histogram on /metrics); NaN before any batch."""
+    metrics_url = predict_url.removesuffix("/predict") + "/metrics"
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:  # noqa: S310 - a local http URL
+        text = response.read().decode()
+    totals = {"_sum": 0.0, "_count": 0.0}
+    for line in text.splitlines():
+        name = line.partition("{")[0]
+        for suffix in totals:
+            if name == f"bentoml_service_adaptive_batch_size{suffix}":
+                totals[suffix] += float(line.rsplit(" ", 1)[-1])
+    return totals["_sum"] / totals["_count"] if totals["_count"] else float("nan")
+
+
 @contextlib.contextmanager
 def ray_defaults_server(root: Path, env_name: str, cores: Sequence[int], logs: Path) -> Iterator[tuple[str, int]]:
     """benchmarks/ray_defaults.py: the served app with Ray's defaults, on a Ray of its own in a child process."""

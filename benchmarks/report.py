@@ -221,6 +221,8 @@ def table(document: dict[str, Any], summary: dict[str, Any]) -> str:
     )
     cost = ", ".join(f"{s} {v:.2f}" for s, v in summary["core_ms_per_request"].items() if not math.isnan(v))
     lines.append(f"CPU per request (server + client), core-ms: {cost}")
+    if document.get("bentoml_mean_batch") is not None:
+        lines.append(f"bentoml's mean batch at {options['clients']} clients: {document['bentoml_mean_batch']:.1f}")
     logged = document.get("prediction_rows") or {}
     if logged:
         lines.append("prediction log rows at the end: " + ", ".join(f"{db} {n}" for db, n in logged.items()))

@@ -437,6 +437,8 @@ def run(root: Path, options: Options) -> dict[str, Any]:
             order = list(servers) if repetition % 2 else list(reversed(servers))
             for system in order:
                 windows.append(measure_http(system, repetition, servers[system], options.clients, bodies_file, options))
+        # Before the curve: what BentoML's dispatcher made of the main load (and the answer check's one request).
+        bentoml_batch = peers.bentoml_mean_batch(servers["bentoml"].url) if "bentoml" in servers else None
         if "curve" in options.parts:
             curve = measure_curve(servers, bodies_file, options)
         if cold_starts:
@@ -460,6 +462,7 @@ def run(root: Path, options: Options) -> dict[str, Any]:
         "best_peer": best_peer(windows),
         "cold_start": [asdict(c) for c in colds],
         "prediction_rows": rows,
+        "bentoml_mean_batch": bentoml_batch,
     }
 
 

@@ -3,6 +3,7 @@ project's model runtime, the MySQL database is the bench's own and goes away."""
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from pathlib import Path
@@ -69,3 +70,25 @@ def test_the_mysql_database_is_the_benchs_own_and_is_dropped() -> None:
         found = connection.execute(sa.text("SHOW DATABASES LIKE :name"), {"name": name}).all()
     engine.dispose()
     assert found == []
+
+
+def test_bentomls_mean_batch_comes_from_its_histogram(monkeypatch: pytest.MonkeyPatch) -> None:
+    metrics = (
+        "# HELP bentoml_service_adaptive_batch_size Service adaptive batch size\n"
+        'bentoml_service_adaptive_batch_size_sum{method_name="classify",worker_index="1"} 30.0\n'
+        'bentoml_service_adaptive_batch_size_count{method_name="classify",worker_index="1"} 10.0\n'
+        'bentoml_service_adaptive_batch_size_sum{method_name="classify",worker_index="2"} 50.0\n'
+        'bentoml_service_adaptive_batch_size_count{method_name="classify",worker_index="2"} 10.0\n'
+        'bentoml_service_adaptive_batch_size_bucket{le="1.0",worker_index="1"} 2.0\n'
+    )
+
+    class Response(io.BytesIO):
+        def __enter__(self) -> Response:
+            return self
+
+    opened: list[str] = []
+    monkeypatch.setattr(
+        peers.urllib.request, "urlopen", lambda url, timeout: opened.append(url) or Response(metrics.encode())
+    )
+    assert peers.bentoml_mean_batch("http://127.0.0.1:1234/predict") == 4.0
+    assert opened == ["http://127.0.0.1:1234/metrics"]
