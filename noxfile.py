@@ -14,6 +14,10 @@ PYPROJECT = nox.project.load_toml("pyproject.toml")
 PYTHON = "3.11"
 # Dependency group → lock of the serving image; the GPU lock is constrained to the CPU lock's versions.
 IMAGE_LOCKS = {"image": ("image/requirements", []), "image-gpu": ("image/requirements-gpu", ["-c requirements.lock"])}
+# On Ctrl-C the runners of serve, loadtest, bench and reliability shut Serve and Ray down, which takes up to
+# serve_apps.local_stop.STOP_TIMEOUT_S. nox's defaults (SIGTERM 0.3 s after the interrupt, SIGKILL 0.2 s later)
+# killed the driver mid-shutdown and left Ray's agents running; this is how long each step waits instead.
+STOP_TIMEOUT_S = 60.0
 
 
 def install(session: nox.Session, group: str) -> None:
@@ -59,7 +63,14 @@ def serve(session: nox.Session) -> None:
         session.error("Usage: nox -s serve -- <env> [--port 8000]")
     install(session, "serve")
     session.run("python", "-m", "serve_apps.build_models", "--out", "models")
-    session.run("python", "-m", "serve_apps.local", *session.posargs)
+    session.run(
+        "python",
+        "-m",
+        "serve_apps.local",
+        *session.posargs,
+        interrupt_timeout=STOP_TIMEOUT_S,
+        terminate_timeout=STOP_TIMEOUT_S,
+    )
 
 
 @nox.session(python=PYTHON, default=False)
@@ -199,7 +210,14 @@ def loadtest(session: nox.Session) -> None:
     install(session, "test")
     if not any(arg.startswith("--host") for arg in session.posargs):  # a local Serve loads models/
         session.run("python", "-m", "serve_apps.build_models", "--out", "models")
-    session.run("python", "-m", "loadtests", *session.posargs)
+    session.run(
+        "python",
+        "-m",
+        "loadtests",
+        *session.posargs,
+        interrupt_timeout=STOP_TIMEOUT_S,
+        terminate_timeout=STOP_TIMEOUT_S,
+    )
 
 
 @nox.session(python=PYTHON, default=False)
@@ -207,7 +225,14 @@ def bench(session: nox.Session) -> None:
     """Served zero-shot vs BentoML, tuned and naive FastAPI, raw model; load curve, cold start (`-- --quick`)."""
     install(session, "test")
     session.run("python", "-m", "serve_apps.build_models", "--out", "models")
-    session.run("python", "-m", "benchmarks.serving", *session.posargs)
+    session.run(
+        "python",
+        "-m",
+        "benchmarks.serving",
+        *session.posargs,
+        interrupt_timeout=STOP_TIMEOUT_S,
+        terminate_timeout=STOP_TIMEOUT_S,
+    )
 
 
 @nox.session(python=PYTHON, default=False)
@@ -215,4 +240,11 @@ def reliability(session: nox.Session) -> None:
     """Faults under load (replica, worker node, GCS-FT head lost) and CI fault tests; reports/reliability/<stamp>.md."""
     install(session, "test")
     session.run("python", "-m", "serve_apps.build_models", "--out", "models")
-    session.run("python", "-m", "benchmarks.reliability", *session.posargs)
+    session.run(
+        "python",
+        "-m",
+        "benchmarks.reliability",
+        *session.posargs,
+        interrupt_timeout=STOP_TIMEOUT_S,
+        terminate_timeout=STOP_TIMEOUT_S,
+    )

@@ -5,7 +5,8 @@ rate within their limits. Without --host a local Serve of the environment runs f
 Locust's CSV files and HTML report go to reports/loadtest/<env>/<app>/.
 
 Exit status: 0 when every SLO holds; 1 when one is violated (each is named, measured vs limit) or the test could
-not run; 2 for bad arguments, an unknown env or app included.
+not run; 2 for bad arguments, an unknown env or app included; 130 when stopped by Ctrl-C or SIGTERM (what it
+started is stopped first).
 """
 
 import argparse
@@ -18,8 +19,10 @@ from loadtests.spec import ROOT, select_apps
 from render.errors import SpecError
 from render.spec.load import known_envs, load_specs
 from serve_apps.local import DeployError
+from serve_apps.local_stop import stop_on_signals
 
 USAGE_ERROR = 2
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C stopped
 
 
 def _positive_int(text: str) -> int:
@@ -87,11 +90,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{cli.prog}: error: {error}", file=sys.stderr)
         return USAGE_ERROR
     options = LoadOptions(users=args.users, duration_s=args.duration, spawn_rate=args.spawn_rate)
+    stop_on_signals()
     try:
         reports = run_load_tests(ROOT, spec, apps, args.host, options)
     except (LoadTestError, DeployError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED
     print(table(reports))
     broken = [violation for report in reports for violation in report.violations]
     for violation in broken:

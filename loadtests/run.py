@@ -28,6 +28,7 @@ from loadtests.spec import locustfile_of
 from render.spec.models import App, Spec
 from serve_apps.common.prediction_log import DB_URL_ENV
 from serve_apps.local import LOCAL_HOST, apply_ray_env, deploy, env_plan, logical_cpus
+from serve_apps.local_stop import local_ray, stop_group
 
 REPORTS_DIR = Path("reports", "loadtest")
 CSV_PREFIX = "locust"
@@ -89,7 +90,8 @@ def local_serve(root: Path, env: str, apps: list[str]) -> Iterator[str]:
     """Deploy the named apps of `env`'s Serve config (as `nox -s serve` runs it) and yield the base URL.
 
     Starts Ray (explicit logical CPUs, RAY_SYSTEM_CONFIG, the env's Ray variables) unless this process is already
-    connected to one (a test session's), and stops only what it started: Serve always, Ray if it started it.
+    connected to one (a test session's), and stops only what it started: Serve always, Ray (serve_apps.local_stop)
+    if it started it.
     Predictions go to $PREDICTION_DB_URL if set, else to throwaway SQLite files, one per app.
     """
     import ray
@@ -103,16 +105,6 @@ def local_serve(root: Path, env: str, apps: list[str]) -> Iterator[str]:
     if started_ray:
         print(f"starting Ray ({cpus} logical CPUs) and Serve for {env}: {', '.join(apps)}", file=sys.stderr)
         apply_ray_env(plan.ray_env)
-        # Replicas resolve relative file:// model URIs against the directory Ray was started in.
-        with contextlib.chdir(root):
-            ray.init(
-                address="local",  # a new Ray, even when `ray start` left one running on this machine
-                num_cpus=cpus,
-                include_dashboard=False,
-                log_to_driver=False,
-                logging_level=logging.WARNING,
-                _system_config=RAY_SYSTEM_CONFIG,
-            )
     elif (offered := ray.cluster_resources().get("CPU", 0)) < cpus:
         raise LoadTestError(f"the connected Ray offers {offered:g} CPUs; {env} needs {cpus} for {', '.join(apps)}")
     elif unset := sorted(name for name, value in plan.ray_env.items() if os.environ.get(name) != value):
@@ -120,7 +112,20 @@ def local_serve(root: Path, env: str, apps: list[str]) -> Iterator[str]:
             f"{env} runs Ray with {', '.join(f'{n}={plan.ray_env[n]}' for n in unset)}; the connected Ray was "
             "started without. Hint: set them before ray.init (serve_apps.local.apply_ray_env)"
         )
-    with tempfile.TemporaryDirectory(prefix="loadtest-predictions-") as predictions:
+    ray_here = (
+        local_ray(
+            root,  # replicas resolve relative file:// model URIs against the directory Ray was started in
+            address="local",  # a new Ray, even when `ray start` left one running on this machine
+            num_cpus=cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            _system_config=RAY_SYSTEM_CONFIG,
+        )
+        if started_ray
+        else contextlib.nullcontext()
+    )
+    with ray_here, tempfile.TemporaryDirectory(prefix="loadtest-predictions-") as predictions:
         if DB_URL_ENV not in os.environ:
             # Unless told where (as the cluster's secret tells the pods), each app logs this run's predictions to a
             # SQLite file of its own. The local default is one file for the whole machine, which every local Serve
@@ -134,9 +139,8 @@ def local_serve(root: Path, env: str, apps: list[str]) -> Iterator[str]:
                 print(f"  {name} running after {seconds:.1f} s", file=sys.stderr)
             yield served.url
         finally:
-            serve.shutdown()
-            if started_ray:
-                ray.shutdown()
+            if not started_ray:  # a Ray started here stops with its Serve (local_ray)
+                serve.shutdown()
 
 
 def run_app(
@@ -180,23 +184,19 @@ def run_app(
     ]
     log = report_dir / LOG_FILE
     with log.open("w", encoding="utf-8") as output:
+        # cwd: `python -m` puts the repository root on sys.path, where the locustfile imports loadtests from.
+        locust = subprocess.Popen(command, cwd=root, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            # cwd: `python -m` puts the repository root on sys.path, where the locustfile imports loadtests from.
-            finished = subprocess.run(
-                command,
-                cwd=root,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                timeout=options.duration_s + LOCUST_GRACE_S,
-                check=False,
-            )
+            returncode = locust.wait(options.duration_s + LOCUST_GRACE_S)
         except subprocess.TimeoutExpired:
             raise LoadTestError(f"{app.name}: Locust did not finish; see {log}") from None
+        finally:
+            stop_group(locust)
     try:
         result = read_result(report_dir / RESULT_FILE)
     except (OSError, ValidationError):
         raise LoadTestError(
-            f"{app.name}: Locust exited with {finished.returncode} without a measurement; end of {log}:\n{_tail(log)}"
+            f"{app.name}: Locust exited with {returncode} without a measurement; end of {log}:\n{_tail(log)}"
         ) from None
     if result.locustfile_errors:
         raise LoadTestError(f"{app.name}: the locustfile raised (see {log}): {'; '.join(result.locustfile_errors)}")

@@ -1,7 +1,8 @@
 """Run an environment's rendered Serve config on a local Ray: `python -m serve_apps.local <env>` (`nox -s serve`).
 
 The config comes from the same plan `render` writes into serveConfigV2, so what runs here is what the
-cluster runs; only the proxy binds to 127.0.0.1 instead of 0.0.0.0.
+cluster runs; only the proxy binds to 127.0.0.1 instead of 0.0.0.0. Predictions are logged to
+$PREDICTION_DB_URL, else to a SQLite file of this checkout (LOCAL_PREDICTION_LOG under --root).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shlex
 import sys
 import time
 from collections.abc import Mapping
@@ -20,6 +22,9 @@ if TYPE_CHECKING:
     from render.plan import EnvPlan
 
 LOCAL_HOST = "127.0.0.1"
+# Per checkout: one file per user (the replicas' default, in the model cache) mixed every clone's and run's
+# predictions into /stats. build/ is ignored by git.
+LOCAL_PREDICTION_LOG = Path("build", "serve", "predictions.sqlite")
 
 
 class DeployError(Exception):
@@ -129,6 +134,38 @@ def wait_running(names: list[str], started: float, timeout_s: float) -> dict[str
     return seconds
 
 
+def prediction_log_url(root: Path) -> str:
+    """$PREDICTION_DB_URL if set, else the SQLite file of the checkout at `root` (its folder made here)."""
+    from serve_apps.common.prediction_log import DB_URL_ENV
+
+    if configured := os.environ.get(DB_URL_ENV):
+        return configured
+    path = (root / LOCAL_PREDICTION_LOG).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def dashboard_access(url: str) -> list[str]:
+    """Lines telling how to open the dashboard at `url` and query its API with Ray's token.
+
+    Ray 2.60 turns token auth on for a local ray.init unless RAY_AUTH_MODE says otherwise, and takes the token from
+    $RAY_AUTH_TOKEN, else the file $RAY_AUTH_TOKEN_PATH names, else ~/.ray/auth_token, which the first ray.init
+    writes (ray/_private/authentication/authentication_token_setup.py; the order is the C++ token loader's). The
+    dashboard takes it as `Authorization: Bearer <token>` (or X-Ray-Authorization), and its page asks for it once.
+    """
+    if os.environ.get("RAY_AUTH_MODE", "token").lower() != "token":
+        return [f"dashboard: {url} (RAY_AUTH_MODE={os.environ['RAY_AUTH_MODE']}: no token)"]
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        where, token = "$RAY_AUTH_TOKEN", "$RAY_AUTH_TOKEN"
+    else:
+        path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+        where, token = str(path), f"$(cat {shlex.quote(str(path))})"
+    return [
+        f"dashboard: {url} (Ray's token auth: paste the token from {where} when it asks)",
+        f'  its API: curl -H "Authorization: Bearer {token}" {url}/api/serve/applications/',
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start Ray with the dashboard, deploy the env's Serve config, print the URLs, stay up until Ctrl-C."""
     parser = argparse.ArgumentParser(prog="python -m serve_apps.local", description=__doc__)
@@ -147,45 +184,51 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     config = plan.serve_config()
 
-    import ray
+    from serve_apps.common.prediction_log import DB_URL_ENV
+    from serve_apps.local_stop import local_ray, stop_on_signals
 
+    stop_on_signals()  # a SIGTERM while Ray starts unwinds as Ctrl-C does
     apply_ray_env(plan.ray_env)
+    # Before ray.init: every Ray worker, the replicas' included, inherits this process's environment.
+    os.environ[DB_URL_ENV] = prediction_log_url(Path(args.root))
     cpus = logical_cpus(config)
-    print(f"starting Ray ({cpus} logical CPUs), dashboard on http://{LOCAL_HOST}:{args.dashboard_port}")
+    print(f"starting Ray ({cpus} logical CPUs)")
     for name, value in sorted(plan.ray_env.items()):
         print(f"  {name}={value} (env.serve of {args.env})")
-    ray.init(
-        address="local",  # a new Ray, even when `ray start` left one running on this machine
-        num_cpus=cpus,
-        include_dashboard=True,
-        dashboard_host=LOCAL_HOST,
-        dashboard_port=args.dashboard_port,
-    )
     try:
-        served = deploy(config, args.port)
-    except DeployError as error:
-        print(f"deploy failed: {error}", file=sys.stderr)
-        ray.shutdown()
-        return 1
-    for app in config["applications"]:
-        up = f"up in {served.seconds_to_running[app['name']]:.1f} s"
-        if app["route_prefix"] is None:  # the toolkit's own apps (env.serve.warm_workers) take no requests
-            print(f"  {app['name']:<12} (no route, {up})")
-            continue
-        url = served.url + app["route_prefix"]
-        print(f"  {app['name']:<12} {url}  (docs: {url}/docs, {up})")
-    print("serving; Ctrl-C stops")
-    try:
-        while True:
-            time.sleep(3600)
+        with local_ray(
+            address="local",  # a new Ray, even when `ray start` left one running on this machine
+            num_cpus=cpus,
+            include_dashboard=True,
+            dashboard_host=LOCAL_HOST,
+            dashboard_port=args.dashboard_port,
+        ):
+            try:
+                served = deploy(config, args.port)
+            except DeployError as error:
+                print(f"deploy failed: {error}", file=sys.stderr)
+                return 1
+            for app in config["applications"]:
+                up = f"up in {served.seconds_to_running[app['name']]:.1f} s"
+                if app["route_prefix"] is None:  # the toolkit's own apps (env.serve.warm_workers) take no requests
+                    print(f"  {app['name']:<12} (no route, {up})")
+                    continue
+                url = served.url + app["route_prefix"]
+                print(f"  {app['name']:<12} {url}  (docs: {url}/docs, {up})")
+            print(f"prediction log: {_shown(os.environ[DB_URL_ENV])} (${DB_URL_ENV} sets another)")
+            print("\n".join(dashboard_access(f"http://{LOCAL_HOST}:{args.dashboard_port}")))
+            print("serving; Ctrl-C stops", flush=True)
+            while True:
+                time.sleep(3600)
     except KeyboardInterrupt:
-        print("stopping")
-    finally:
-        from ray import serve
-
-        serve.shutdown()
-        ray.shutdown()
+        print("stopped")
     return 0
+
+
+def _shown(db_url: str) -> str:
+    from sqlalchemy import make_url
+
+    return make_url(db_url).render_as_string(hide_password=True)
 
 
 if __name__ == "__main__":

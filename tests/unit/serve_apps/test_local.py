@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 
 from render.plan import PRELOAD_MODULES_ENV, SERVE_REPLICA_MODULE, THROUGHPUT_OPTIMIZED_ENV, preload_modules
 from render.spec.load import known_envs
 from render.targets.single_node import container_env
-from serve_apps.local import apply_ray_env, env_plan
+from serve_apps.common.prediction_log import DB_URL_ENV
+from serve_apps.local import LOCAL_PREDICTION_LOG, apply_ray_env, dashboard_access, env_plan, prediction_log_url
 from tests.unit.serve_apps.conftest import REPO_ROOT
 
 
@@ -44,3 +46,45 @@ def test_a_one_app_container_preloads_only_its_own_app() -> None:
         env = {e["name"]: e["value"] for e in container_env(plan, app_plan)}
         module = app_plan.app.import_path.split(":")[0]
         assert env[PRELOAD_MODULES_ENV] == f"{SERVE_REPLICA_MODULE},{module}"
+
+
+def test_the_prediction_log_is_the_checkouts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(DB_URL_ENV, raising=False)
+    assert prediction_log_url(tmp_path) == f"sqlite:///{tmp_path / LOCAL_PREDICTION_LOG}"
+    assert (tmp_path / LOCAL_PREDICTION_LOG).parent.is_dir()
+
+
+def test_a_configured_prediction_log_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(DB_URL_ENV, "mysql+pymysql://u:p@db:3306/serving")
+    assert prediction_log_url(tmp_path) == "mysql+pymysql://u:p@db:3306/serving"
+
+
+URL = "http://127.0.0.1:8265"
+
+
+@pytest.mark.parametrize(
+    ("variables", "where", "header"),
+    [
+        ({}, "/home/u/.ray/auth_token", "$(cat /home/u/.ray/auth_token)"),
+        ({"RAY_AUTH_TOKEN_PATH": "/run/ray token"}, "/run/ray token", "$(cat '/run/ray token')"),
+        ({"RAY_AUTH_TOKEN_PATH": "/run/t", "RAY_AUTH_TOKEN": "abc"}, "$RAY_AUTH_TOKEN", "$RAY_AUTH_TOKEN"),
+    ],
+    ids=["default file", "token path", "token variable first"],
+)
+def test_the_dashboard_hint_names_the_token_ray_uses(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], where: str, header: str
+) -> None:
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", "/home/u")
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert dashboard_access(URL) == [
+        f"dashboard: {URL} (Ray's token auth: paste the token from {where} when it asks)",
+        f'  its API: curl -H "Authorization: Bearer {header}" {URL}/api/serve/applications/',
+    ]
+
+
+def test_the_dashboard_hint_without_token_auth(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    assert dashboard_access(URL) == [f"dashboard: {URL} (RAY_AUTH_MODE=disabled: no token)"]
