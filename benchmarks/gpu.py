@@ -67,11 +67,9 @@ def main(root: Path, out: Path, env: str = "bench", clients: int = 16, duration_
             " CUDA provider (serve_apps/common/onnx_session.py asks for the CPU one today)."
         )
         return 0
-    import ray
-    from ray import serve
-
     from benchmarks.serving import APP, free_port, replica_pids
     from serve_apps.local import apply_ray_env, deploy, env_plan
+    from serve_apps.local_stop import local_ray
 
     plan = env_plan(root, env)
     base = plan.serve_config()
@@ -83,8 +81,9 @@ def main(root: Path, out: Path, env: str = "bench", clients: int = 16, duration_
         bodies.write_text(json.dumps(request_bodies()))
         for replicas, num_gpus in LAYOUTS:
             config = layout_config(base, replicas, num_gpus)
-            ray.init(address="local", num_cpus=replicas + 1, num_gpus=1, include_dashboard=False, log_to_driver=False)
-            try:
+            with local_ray(
+                address="local", num_cpus=replicas + 1, num_gpus=1, include_dashboard=False, log_to_driver=False
+            ):
                 port = free_port()
                 served = deploy(config, port)
                 url = f"{served.url}{config['applications'][0]['route_prefix']}/predict"
@@ -96,9 +95,6 @@ def main(root: Path, out: Path, env: str = "bench", clients: int = 16, duration_
                 per_replica = {pid: memory.get(pid, 0) for pid in replica_pids()}
                 results.append({"replicas": replicas, "num_gpus": num_gpus, "load": load, "gpu_mib": per_replica})
                 say(f"{replicas} x {num_gpus:g}: {load['rps']:.1f} req/s, p95 {load['p95_ms']:.1f} ms, {per_replica}")
-            finally:
-                serve.shutdown()
-                ray.shutdown()
     speedup = results[1]["load"]["rps"] / results[0]["load"]["rps"]
     print(f"4 x 0.25 GPU / 1 x 1.0 GPU = {speedup:.2f}x ({'PASS' if speedup >= GOAL_SPEEDUP else 'FAIL'}, goal 3x)")
     out.mkdir(parents=True, exist_ok=True)

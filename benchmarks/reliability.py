@@ -507,6 +507,7 @@ def head_lost(temp_dir: Path) -> Result:
     from ray._private.gcs_utils import cleanup_redis_storage
     from ray._private.services import get_node_ip_address
 
+    from serve_apps.local_stop import signals_held
     from tests.integration.single_app import free_port
 
     scenario = "head lost, GCS FT on Redis (head SIGKILLed, new head started)"
@@ -574,10 +575,11 @@ def head_lost(temp_dir: Path) -> Result:
         kept = sum(psutil.pid_exists(pid) for pid in replica_pids)
         worker_alive = worker.poll() is None
     finally:
-        for node in [*heads, *([worker] if worker else [])]:
-            kill_node(node)
-        forget_cluster(gcs_address)
-        cleaned = cleanup_redis_storage(REDIS_HOST, REDIS_PORT, "", False, namespace)
+        with signals_held("stopping the scenario's Ray nodes"):
+            for node in [*heads, *([worker] if worker else [])]:
+                kill_node(node)
+            forget_cluster(gcs_address)
+            cleaned = cleanup_redis_storage(REDIS_HOST, REDIS_PORT, "", False, namespace)
     requests, failed = after[0] - before[0], after[1] - before[1]
     rate = failed / requests if requests else None
     recovery = None if healthy_at is None else healthy_at - faulted
@@ -603,15 +605,23 @@ def head_lost(temp_dir: Path) -> Result:
 
 
 def ci_test(name: str, path: str) -> Result:
+    from serve_apps.local_stop import STOP_TIMEOUT_S, stop_group
+
     started = time.monotonic()
     # -m "": also the scenarios marked `reliability`, which `nox -s tests` leaves out.
     command = [sys.executable, "-m", "pytest", path, "-q", "-p", "no:cacheprovider", "-W", "ignore", "-m", ""]
+    # A group of its own, stopped with SIGINT first: pytest then tears its fixtures down, its Ray included.
+    run = subprocess.Popen(
+        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
-        run = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False)
-        summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else run.stderr[-200:]
+        out, err = run.communicate(timeout=600)
+        summary = out.strip().splitlines()[-1] if out.strip() else err[-200:]
         passed = run.returncode == 0
     except subprocess.TimeoutExpired:
         summary, passed = "timed out after 600 s", False
+    finally:
+        stop_group(run, timeout_s=STOP_TIMEOUT_S)
     return Result(name, 0, 0, None, None, passed, f"{summary} ({time.monotonic() - started:.0f} s)")
 
 
@@ -653,25 +663,27 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray import serve
 
+    from serve_apps.local_stop import local_ray, signals_held, stop_on_signals
     from tests.integration.single_app import free_port
 
+    stop_on_signals()  # Ctrl-C or SIGTERM in any scenario unwinds through its finally, which stops its nodes
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="reliability-") as temp:
         # "local": a new cluster even if a `ray start` of another run left /tmp/ray/ray_current_cluster behind.
-        ray.init(address="local", num_cpus=HEAD_CPUS, include_dashboard=False, log_to_driver=False)
-        gcs_address = ray.get_runtime_context().gcs_address
-        node = join_worker_node(gcs_address, Path(temp))
-        try:
-            if not wait_for_nodes(2, node):
-                raise SystemExit(f"the second Ray node did not join; see {Path(temp) / 'worker-node.log'}")
-            url = deploy_iris(free_port(), {"MODEL_CACHE_DIR": str(Path(temp) / "cache")})
-            results.append(replica_killed(url))
-            results.append(worker_node_lost(url, node))
-        finally:
-            serve.shutdown()
-            stop_node(node)
-            ray.shutdown()
-            forget_cluster(gcs_address)
+        with local_ray(address="local", num_cpus=HEAD_CPUS, include_dashboard=False, log_to_driver=False):
+            gcs_address = ray.get_runtime_context().gcs_address
+            node = join_worker_node(gcs_address, Path(temp))
+            try:
+                if not wait_for_nodes(2, node):
+                    raise SystemExit(f"the second Ray node did not join; see {Path(temp) / 'worker-node.log'}")
+                url = deploy_iris(free_port(), {"MODEL_CACHE_DIR": str(Path(temp) / "cache")})
+                results.append(replica_killed(url))
+                results.append(worker_node_lost(url, node))
+            finally:
+                with signals_held("stopping the second Ray node"):
+                    serve.shutdown()
+                    stop_node(node)
+                    forget_cluster(gcs_address)
         results.append(head_lost(Path(temp)))
     if not args.skip_ci_tests:
         results.extend(ci_test(name, path) for name, path in CI_TESTS.items())

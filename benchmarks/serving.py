@@ -36,7 +36,6 @@ import json
 import logging
 import math
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -60,6 +59,7 @@ from render.validate.crd import crd_dir_from_env
 from serve_apps.common.artifact import ModelArtifact
 from serve_apps.common.manifest import read_manifest
 from serve_apps.local import LOCAL_HOST, DeployError, apply_ray_env, deploy, env_plan, logical_cpus
+from serve_apps.local_stop import local_ray, stop_group, stop_on_signals
 
 APP = "zero-shot"
 TRIVIAL_APP = f"{APP}-trivial-model"  # the same app serving benchmarks/trivial_model.py: the serving path's own cost
@@ -152,9 +152,6 @@ def served_app(root: Path, env: str, extra_replicas: int) -> Iterator[tuple[str,
     `extra_replicas` more replicas of each deployment (the trivial model's and the cold starts'): a removed copy
     holds its CPUs while its replicas drain (30 s in throughput mode), and logical CPUs are bookkeeping, not cores.
     """
-    import ray
-    from ray import serve
-
     plan = env_plan(root, env)
     config = plan.serve_config()
     # The zero-shot app first (its copies are made from it), then the toolkit's own apps the env asks for.
@@ -163,24 +160,20 @@ def served_app(root: Path, env: str, extra_replicas: int) -> Iterator[tuple[str,
     copy = sum(d.get("ray_actor_options", {}).get("num_cpus", 1) for d in config["applications"][0]["deployments"])
     cpus = logical_cpus(config) + math.ceil(extra_replicas * copy)
     say(f"starting Ray ({cpus:g} logical CPUs) with {plan.ray_env or 'no Serve variables'}")
-    with contextlib.chdir(root):  # replicas resolve relative file:// model URIs against Ray's start directory
-        ray.init(
-            address="local",  # a new Ray, even where someone's `ray start` cluster runs on this machine
-            num_cpus=cpus,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-            object_store_memory=OBJECT_STORE_BYTES,
-        )
-    try:
+    with local_ray(
+        root,  # replicas resolve relative file:// model URIs against Ray's start directory
+        address="local",  # a new Ray, even where someone's `ray start` cluster runs on this machine
+        num_cpus=cpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+        object_store_memory=OBJECT_STORE_BYTES,
+    ):
         port = free_port()
         served = deploy(config, port, READY_TIMEOUT_S)
         say(f"{APP} of {env} running after {served.seconds_to_running[APP]:.1f} s on {served.url}")
         route = config["applications"][0]["route_prefix"]
         yield f"{served.url}{route}/predict", config, port
-    finally:
-        serve.shutdown()
-        ray.shutdown()
 
 
 def replica_pids() -> list[int]:
@@ -203,17 +196,23 @@ def measure_http(
     command = [sys.executable, "-m", "benchmarks.loadgen", "--url", server.url, "--bodies", str(bodies_file)]
     command += ["--clients", str(clients), "--warmup-s", str(options.warmup_s)]
     command += ["--duration-s", str(options.duration_s), "--generator", options.load_generator]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    window = CpuWindow(server.measured, server.outside)
-    cpu = None
-    assert process.stderr is not None
-    for line in process.stderr:
-        if line.strip() == "window-start":
-            window.start()
-        elif line.strip() == "window-end":
-            cpu = window.stop()
-            break
-    out, err = process.communicate()
+    # A group of its own, wrk included: stopped as one (serve_apps.local_stop) if the bench is.
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        window = CpuWindow(server.measured, server.outside)
+        cpu = None
+        assert process.stderr is not None
+        for line in process.stderr:
+            if line.strip() == "window-start":
+                window.start()
+            elif line.strip() == "window-end":
+                cpu = window.stop()
+                break
+        out, err = process.communicate()
+    finally:
+        stop_group(process)
     if process.returncode != 0 or cpu is None:
         raise RuntimeError(f"load generator failed ({process.returncode}): {err[-2000:]}")
     load = loadgen.LoadResult(**json.loads(out))
@@ -591,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tune-fastapi", action="store_true", help="sweep the hand-tuned service's settings instead")
     args = parser.parse_args(argv)
     # Stopped with SIGTERM, unwind like Ctrl-C, so that the servers, Ray and LocalStack this run started stop too.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    stop_on_signals()
     root = Path.cwd()
     if args.gpu:
         return gpu.main(root, args.out)
