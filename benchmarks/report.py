@@ -166,7 +166,8 @@ def table(document: dict[str, Any], summary: dict[str, Any]) -> str:
     lines = [
         f"zero-shot, {options['clients']} closed-loop clients ({load_generators(document)}), median of"
         f" {options['repetitions']} repetitions of {options['duration_s']:g} s; {document['env']} env;"
-        f" commit {document['commit']}{' (SMOKE RUN: not the benchmark)' if document.get('smoke') else ''}",
+        f" commit {document['commit']}; {document['machine'].get('cpu', '?')}"
+        f"{' (SMOKE RUN: not the benchmark)' if document.get('smoke') else ''}",
         f"{'system':<22}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}{'server CPU':>12}"
         f"{'client CPU':>12}{'rest CPU':>10}{'others CPU':>12}",
     ]
@@ -316,6 +317,7 @@ def history_row(document: dict[str, Any], summary: dict[str, Any]) -> dict[str, 
         "commit": document["commit"],
         "env": document["env"],
         "load_generator": load_generators(document),
+        "cpu": document["machine"].get("cpu", ""),
     }
     for system in SYSTEMS:
         row[f"{system}_rps"] = _figure(http[system]["rps"], 1)

@@ -450,7 +450,7 @@ def run(root: Path, options: Options) -> dict[str, Any]:
         "env": options.env,
         "options": asdict(options),
         "smoke": options.smoke,
-        "machine": {"cores": cores, "cpu_count": os.cpu_count()},
+        "machine": {"cores": cores, "cpu_count": os.cpu_count(), "cpu": cpu_model()},
         "commit": _git_commit(root),
         "serve_config": config,
         "peers": peer_settings(),
@@ -463,6 +463,17 @@ def run(root: Path, options: Options) -> dict[str, Any]:
         "prediction_rows": rows,
         "bentoml_mean_batch": bentoml_batch,
     }
+
+
+def cpu_model() -> str:
+    """The CPU's model name and whether it has the int8 instructions ONNX Runtime uses (the model's speed)."""
+    with contextlib.suppress(OSError):
+        info = Path("/proc/cpuinfo").read_text()
+        name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+        flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+        int8 = [flag for flag in ("avx512_vnni", "avx_vnni", "amx_int8") if flag in flags]
+        return f"{name} ({', '.join(int8) or 'no VNNI/AMX'})"
+    return "unknown"
 
 
 def _window_dict(window: HttpWindow) -> dict[str, Any]:
