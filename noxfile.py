@@ -20,24 +20,42 @@ IMAGE_LOCKS = {"image": ("image/requirements", []), "image-gpu": ("image/require
 STOP_TIMEOUT_S = 60.0
 
 
+def render_env(session: nox.Session) -> str:
+    """Make (once) and update the venv the render-side sessions share: the render group and the project; its python.
+
+    They would each build the same venv (540 MB, 40-50 s on 2 cores); nox 2026.10.20 has no venv location per session
+    (wntrblm/nox#785 proposes one), so they run without one of their own (venv_backend="none") in this one, made by
+    nox's VirtualEnv beside the others and always reused: delete .nox/render-env to rebuild it.
+    """
+    venv = nox.virtualenv.VirtualEnv(
+        str(session.env_dir.with_name("render-env")), interpreter=PYTHON, reuse_existing=True, venv_backend="venv"
+    )
+    venv.create()
+    python = str(Path(venv.bin, "python"))
+    pip = (python, "-m", "pip", "install")
+    session.run_install(*pip, *nox.project.dependency_groups(PYPROJECT, "render"), silent=True)
+    session.run_install(*pip, "--no-deps", "-e", ".", silent=True)
+    return python
+
+
 def install(session: nox.Session, group: str) -> None:
     """Install one dependency group of pyproject.toml and the project itself."""
     session.install(*nox.project.dependency_groups(PYPROJECT, group))
     session.install("--no-deps", "-e", ".")
 
 
-@nox.session(python=PYTHON)
+@nox.session(venv_backend="none")
 def render(session: nox.Session) -> None:
     """Render deployments/ into rendered/ (`-- --check` lists stale files and writes nothing)."""
-    install(session, "render")
-    session.run("python", "-m", "render", "render", *session.posargs)
+    python = render_env(session)
+    session.run(python, "-m", "render", "render", *session.posargs)
 
 
-@nox.session(python=PYTHON, default=False)
+@nox.session(venv_backend="none", default=False)
 def schema(session: nox.Session) -> None:
     """Export the spec's JSON Schema to deployments/schema.json for editors."""
-    install(session, "render")
-    session.run("python", "-m", "render", "schema", *session.posargs)
+    python = render_env(session)
+    session.run(python, "-m", "render", "schema", *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False)
@@ -159,45 +177,45 @@ def docs(session: nox.Session) -> None:
     session.run("python", "-m", "mkdocs", "build", "--strict", *session.posargs, env={"NO_MKDOCS_2_WARNING": "1"})
 
 
-@nox.session(python=PYTHON, default=False)
+@nox.session(venv_backend="none", default=False)
 def update_golden(session: nox.Session) -> None:
     """Regenerate tests/golden/ from tests/fixtures/spec after a deliberate rendering change."""
-    install(session, "render")
-    session.run("python", "-m", "tests.golden_tree", "update")
+    python = render_env(session)
+    session.run(python, "-m", "tests.golden_tree", "update")
 
 
-@nox.session(python=PYTHON, default=False)
+@nox.session(venv_backend="none", default=False)
 def bench_render(session: nox.Session) -> None:
     """Time each render stage for generated specs of 100 to 500 apps; writes reports/bench/render.json."""
-    install(session, "render")
-    session.run("python", "-m", "benchmarks.render_scale", *session.posargs)
+    python = render_env(session)
+    session.run(python, "-m", "benchmarks.render_scale", *session.posargs)
 
 
-@nox.session(python=PYTHON, default=False)
+@nox.session(venv_backend="none", default=False)
 def diff(session: nox.Session) -> None:
     """Markdown report of what changes in rendered/ since a git ref, with impact and cost delta."""
     if len(session.posargs) != 1:
         session.error("Usage: nox -s diff -- <git-ref>")
-    install(session, "render")
-    session.run("python", "-m", "render", "diff", *session.posargs)
+    python = render_env(session)
+    session.run(python, "-m", "render", "diff", *session.posargs)
 
 
-@nox.session(python=PYTHON, default=False)
+@nox.session(venv_backend="none", default=False)
 def promote(session: nox.Session) -> None:
     """Copy models, args and image digest from one environment into the next, render, show the diff."""
     if len(session.posargs) != 2:
         session.error("Usage: nox -s promote -- <from-env> <to-env>")
-    install(session, "render")
-    session.run("python", "-m", "render", "promote", *session.posargs)
+    python = render_env(session)
+    session.run(python, "-m", "render", "promote", *session.posargs)
 
 
-@nox.session(python=PYTHON, default=False)
+@nox.session(venv_backend="none", default=False)
 def cost(session: nox.Session) -> None:
     """Monthly cost of an environment at min and max scale, at its region's prices in clusters/prices.yaml."""
     if not session.posargs or session.posargs[0].startswith("-"):
         session.error("Usage: nox -s cost -- <env> [--max-price-age-days DAYS]")
-    install(session, "render")
-    session.run("python", "-m", "render", "cost", *session.posargs)
+    python = render_env(session)
+    session.run(python, "-m", "render", "cost", *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False)
