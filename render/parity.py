@@ -35,12 +35,15 @@ class ParityGap(RenderError):
 
 @dataclass(frozen=True)
 class FieldRow:
-    """One spec field: its path, its description, how the target honours it, and whether this env sets it."""
+    """One spec field: its path, its description, how the target honours it, whether this env sets it, the files
+    that do, and whether one of those is the environment's own (deployments/<env>/) rather than inherited."""
 
     path: str
     description: str
     honour: Honour
     stated: bool
+    files: tuple[str, ...]
+    here: bool
 
 
 def spec_fields(target_config: type[BaseModel]) -> list[tuple[str, str]]:
@@ -94,32 +97,46 @@ def rows(plan: EnvPlan, output: TargetOutput) -> list[FieldRow]:
             f"the {target_config.target_kind()} target declares nothing about spec field(s) {', '.join(gaps)}: "
             "say how it honours them in its parity (render/targets/)"
         )
-    return [FieldRow(path, description, declared[path], path in stated) for path, description in fields]
+    sources = plan.spec.sources
+    table = []
+    for path, description in fields:
+        files = sorted({f for named in stated.get(path, []) for f in sources.files_setting(named)})
+        here = any(f in sources.own for f in files)
+        table.append(FieldRow(path, description, declared[path], path in stated, tuple(files), here))
+    return table
 
 
-def _stated(spec: Spec) -> set[str]:
-    """Paths of the fields the environment's files state (pydantic's model_fields_set), in spec_fields' form."""
-    return set(_stated_walk(spec, ""))
+def _stated(spec: Spec) -> dict[str, list[str]]:
+    """The fields the environment's files state (pydantic's model_fields_set), in spec_fields' form, each with the
+    named key paths it covers (`apps[iris].slo.p95_ms` for `apps[].slo.p95_ms`)."""
+    stated: dict[str, list[str]] = {}
+    for path, named in _stated_walk(spec, "", ""):
+        stated.setdefault(path, []).append(named)
+    return stated
 
 
-def _stated_walk(value: Any, prefix: str) -> Iterator[str]:
+def _stated_walk(value: Any, prefix: str, named: str) -> Iterator[tuple[str, str]]:
     if isinstance(value, BaseModel):
         for name in value.model_fields_set:
             path = f"{prefix}.{name}" if prefix else name
-            yield path
-            yield from _stated_walk(getattr(value, name), path)
+            key = f"{named}.{name}" if named else name
+            yield path, key
+            yield from _stated_walk(getattr(value, name), path, key)
     elif isinstance(value, list):
-        for item in value:
-            yield from _stated_walk(item, f"{prefix}[]")
+        for index, item in enumerate(value):
+            # Named items (apps, deployments, worker groups) as the overlay merge names them, others by position.
+            label = getattr(item, "name", None) if isinstance(item, BaseModel) else None
+            yield from _stated_walk(item, f"{prefix}[]", f"{named}[{label if isinstance(label, str) else index}]")
     elif isinstance(value, dict):
-        for item in value.values():
-            yield from _stated_walk(item, f"{prefix}.<key>")
+        for key, item in value.items():
+            yield from _stated_walk(item, f"{prefix}.<key>", f"{named}.{key}")
 
 
 def report(plan: EnvPlan, output: TargetOutput) -> str:
     """PARITY.md of one environment."""
     table = rows(plan, output)
     counts = {support.value: sum(r.honour.support is support for r in table) for support in Support}
+    ignored = [r for r in table if r.honour.support is Support.IGNORED and r.stated]
     return (
         _templates()
         .get_template("parity.md.j2")
@@ -132,13 +149,12 @@ def report(plan: EnvPlan, output: TargetOutput) -> str:
                     "path": r.path,
                     "support": r.honour.support.value,
                     "how": _cell(r.honour.how),
-                    "stated": "yes" if r.stated else "",
+                    "stated": "here" if r.here else "inherited" if r.stated else "",
                 }
                 for r in table
             ],
-            unsupported_stated=[
-                {"path": r.path, "how": r.honour.how} for r in table if r.honour.support is Support.WARNING and r.stated
-            ],
+            ignored_here=[{"path": r.path, "how": r.honour.how, "files": r.files} for r in ignored if r.here],
+            ignored_inherited=[{"path": r.path, "how": r.honour.how, "files": r.files} for r in ignored if not r.here],
             sizing=output.sizing,
             native=[body.path for body in output.native],
         )
@@ -146,16 +162,22 @@ def report(plan: EnvPlan, output: TargetOutput) -> str:
 
 
 def summary(plan: EnvPlan, output: TargetOutput) -> list[str]:
-    """The stdout summary of one environment: counts, then each unsupported field this environment sets."""
+    """The stdout summary of one environment: counts, then a warning for each field the target ignores that the
+    environment's own files set (what it inherits it cannot remove, so that is counted, not warned about)."""
     table = rows(plan, output)
+    kind = plan.spec.env.target.kind
     counts = ", ".join(
         f"{n} {support.value}" for support in Support if (n := sum(r.honour.support is support for r in table))
     )
-    lines = [f"parity of {plan.name} ({plan.spec.env.target.kind}): {counts}; see rendered/{plan.name}/{REPORT}"]
+    ignored = [r for r in table if r.honour.support is Support.IGNORED and r.stated]
+    inherited = sum(not r.here for r in ignored)
+    also = f"; {kind} ignores {inherited} inherited setting(s)" if inherited else ""
+    lines = [f"parity of {plan.name} ({kind}): {counts}{also}; see rendered/{plan.name}/{REPORT}"]
     lines += [
-        f"warning: {plan.name}: {r.path} is set but {plan.spec.env.target.kind} cannot honour it: {r.honour.how}"
-        for r in table
-        if r.honour.support is Support.WARNING and r.stated
+        f"warning: {plan.name}: {r.path} is set in {', '.join(f for f in r.files if f in plan.spec.sources.own)}"
+        f" but {kind} cannot honour it: {r.honour.how}"
+        for r in ignored
+        if r.here
     ]
     return lines
 

@@ -35,7 +35,8 @@ _NATIVE_VALIDATORS: dict[str, Callable[[NativeBody], list[str]]] = {
 @dataclass
 class Rendered:
     """What a render produced: file texts by path relative to rendered/, what it could not check, and the parity
-    summary (one line per environment, plus a warning per stated field its target cannot honour)."""
+    summary (one line per environment, plus a warning per field its target ignores that the environment's own files
+    set)."""
 
     files: dict[str, str]
     notes: list[str] = field(default_factory=list)

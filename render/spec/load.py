@@ -20,7 +20,7 @@ from render.errors import Problem, SpecError
 from render.spec.clusters import Cluster, Clusters
 from render.spec.models import App, Spec
 from render.spec.nodes import NodeType, NodeTypes
-from render.spec.overlay import Provenance, join, merge
+from render.spec.overlay import Provenance, Sources, join, merge
 
 DEPLOYMENTS_DIR = "deployments"
 CLUSTERS_FILE = "clusters/clusters.yaml"
@@ -85,6 +85,7 @@ def _layer_files(directory: Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class _Layer:
+    env: str
     file: str
     data: dict[str, Any]
 
@@ -155,7 +156,7 @@ def _layers(root: Path, env: str) -> list[_Layer]:
             )
         chain.append(parent)
     return [
-        _Layer(_display(root, file), read_yaml(file, _display(root, file)))
+        _Layer(name, _display(root, file), read_yaml(file, _display(root, file)))
         for name in reversed(chain)
         for file in _layer_files(root / DEPLOYMENTS_DIR / name)
     ]
@@ -262,9 +263,16 @@ def _load_one(root: Path, env: str, context: dict[str, Any]) -> Spec:
                     )
                 ]
             )
+        if "name" not in env_section:
+            # The directory names the environment: attribute the name to its own first file.
+            provenance.record(env, "env.name", next(i for i, layer in enumerate(layers) if layer.env == env))
         merged["env"] = {**env_section, "name": env}
+    sources = Sources(
+        {path: files[layer] for path, layer in provenance.recorded().items()},
+        frozenset(layer.file for layer in layers if layer.env == env),
+    )
     try:
-        spec = Spec.model_validate(merged, context=context)
+        spec = Spec.model_validate(merged, context={**context, "sources": sources})
     except ValidationError as error:
         raise SpecError([_problem(e, merged, provenance, files, Spec) for e in error.errors()]) from None
     problems = [p for i, app in enumerate(spec.apps) for p in _args_problems(app, i, merged, provenance, files)]

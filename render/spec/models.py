@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from render.spec.base import EnvVarName, K8sName, StrictModel
+from render.spec.overlay import Sources
 from render.spec.packing import GpuDemand, GpuNode, unplaced_replicas
 from render.spec.rules import rule_error
 from render.spec.secrets import SecretRef
@@ -500,6 +501,18 @@ class Spec(StrictModel):
         list[WorkerGroup], Field(min_length=1, description="Ray worker node pools, merged by name across overlays.")
     ]
     apps: Annotated[list[App], Field(min_length=1, description="Serve applications, merged by name across overlays.")]
+    # Which file set each key, from the loader (render/spec/load.py) through the validation context; empty for a Spec
+    # validated without one. The parity report reads it: an environment can act only on what its own files set,
+    # since an overlay cannot remove a key it inherits.
+    _sources: Sources = PrivateAttr(default_factory=Sources)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._sources = (context or {}).get("sources", Sources())
+
+    @property
+    def sources(self) -> Sources:
+        """Which file set each key path of this environment (see render.spec.overlay.Sources)."""
+        return self._sources
 
     @field_validator("worker_groups")
     @classmethod

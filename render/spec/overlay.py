@@ -5,6 +5,8 @@ Every key path remembers the layer that last set it, so an error can name the fi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -33,6 +35,10 @@ class Provenance:
                 segment = f"[{item['name']}]" if _named_list(value) else f"[{index}]"
                 self.record(item, path + segment, layer)
 
+    def recorded(self) -> dict[str, int]:
+        """Every key path recorded, with the layer that set it last."""
+        return dict(self._layer_of)
+
     def layer_of(self, path: str) -> int | None:
         """The layer that set `path`, or failing that its nearest recorded parent."""
         while True:
@@ -41,6 +47,19 @@ class Provenance:
             if not path:
                 return None
             path = parent(path)
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Which file set each key path of a merged environment (`apps[iris].slo.p95_ms` → its file), and which of those
+    files are the environment's own (deployments/<env>/), as opposed to inherited from base or a parent."""
+
+    file_of: Mapping[str, str] = field(default_factory=dict)
+    own: frozenset[str] = frozenset()
+
+    def files_setting(self, path: str) -> list[str]:
+        """The files that set `path` or a key below it, sorted."""
+        return sorted({f for p, f in self.file_of.items() if p == path or p.startswith((f"{path}.", f"{path}["))})
 
 
 def join(path: str, key: str) -> str:

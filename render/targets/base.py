@@ -94,12 +94,16 @@ def size_related(app_index: int, deployments: int) -> tuple[str, ...]:
 
 
 class Support(StrEnum):
-    """How far a target honours one spec field."""
+    """How far a target honours one spec field, named for what becomes of a value the environment sets.
+
+    Only IGNORED fields can be both set and not honoured in a render that succeeds (a REFUSED value fails it), so
+    they are the only rows render/parity.py warns about, and only where the environment's own files set them.
+    """
 
     EXACT = "exact"
     APPROXIMATED = "approximated"
-    WARNING = "not supported (warning)"
-    ERROR = "not supported (error)"
+    IGNORED = "ignored"
+    REFUSED = "refused if set"
     NOT_DEPLOYED = "not deployed"
 
 
@@ -121,14 +125,16 @@ def approximated(how: str) -> Honour:
     return Honour(Support.APPROXIMATED, how)
 
 
-def warning(how: str) -> Honour:
-    """The target has no such knob: the field is rendered without, and a set value is warned about."""
-    return Honour(Support.WARNING, how)
+def ignored(how: str) -> Honour:
+    """The target has no such knob: the field is rendered without, and a value the environment's own files set is
+    warned about."""
+    return Honour(Support.IGNORED, how)
 
 
-def error(how: str) -> Honour:
-    """The target refuses the field (or some values of it) with a spec error; `how` names the rule."""
-    return Honour(Support.ERROR, how)
+def refused(how: str) -> Honour:
+    """A spec rule refuses a value of the field (or the values `how` names), so a render never ignores one; `how`
+    names the rule."""
+    return Honour(Support.REFUSED, how)
 
 
 def not_deployed(how: str) -> Honour:

@@ -33,12 +33,12 @@ from render.targets.base import (
     TargetConfigBase,
     TargetOutput,
     approximated,
-    error,
     exact,
+    ignored,
+    refused,
     secret_parity,
     size_related,
     target_of,
-    warning,
 )
 from render.validate.cloudrun import CPU_VALUES, GPU_MINIMUMS, MAX_CONCURRENCY, MEMORY_MAX_MIB, MEMORY_MIN_MIB
 from serve_apps.common.web_identity import AUDIENCE_ENV, ROLE_ARN_ENV, SESSION_NAME_ENV
@@ -590,9 +590,9 @@ def _parity(target: CloudRunTargetConfig) -> dict[str, Honour]:
     per_instance = "the instance is one Ray node sized from the app's deployments (see Sizing)"
     return {
         **secret_parity(
-            aws=error("refused (secrets_match_target_store): Cloud Run reads GCP Secret Manager"),
+            aws=refused("by secrets_match_target_store: Cloud Run reads GCP Secret Manager"),
             gcp=exact("env valueSource.secretKeyRef; the service account is granted secretAccessor per secret"),
-            key=error("refused (cloudrun_secret_without_key): Cloud Run injects a whole secret version"),
+            key=refused("by cloudrun_secret_without_key: Cloud Run injects a whole secret version"),
         ),
         "env.serve.request_timeout_s": exact(
             "http_options.request_timeout_s in the Serve config, and the request"
@@ -600,7 +600,7 @@ def _parity(target: CloudRunTargetConfig) -> dict[str, Honour]:
         ),
         "env.ray_version": approximated("not set by the target: the image's Ray runs"),
         "env.serve.throughput_optimized": exact(single_node.THROUGHPUT_PARITY),
-        "env.serve.warm_workers": warning(single_node.WARM_WORKERS_PARITY),
+        "env.serve.warm_workers": ignored(single_node.WARM_WORKERS_PARITY),
         **single_node.slo_alerts_parity(
             "Cloud Monitoring alert policies on run.googleapis.com/request_latencies and request_count by"
             " response_code_class"
@@ -609,12 +609,12 @@ def _parity(target: CloudRunTargetConfig) -> dict[str, Honour]:
             "args.model.uri in the Serve config; an s3:// model is read as env.target.aws_role_arn, assumed with the"
             " service account's Google ID token (required outside dev: cloudrun_s3_models_need_aws_role)"
         ),
-        "head_group.num_cpus": warning(f"no separate head: {per_instance}, plus a fixed Ray overhead"),
-        "head_group.memory_gib": warning(f"no separate head: {per_instance}, plus a fixed Ray overhead"),
-        "head_group.node_type": warning("no separate head: ignored"),
-        "head_group.node_selector": warning("no Kubernetes nodes: ignored"),
+        "head_group.num_cpus": ignored(f"no separate head: {per_instance}, plus a fixed Ray overhead"),
+        "head_group.memory_gib": ignored(f"no separate head: {per_instance}, plus a fixed Ray overhead"),
+        "head_group.node_type": ignored("no separate head: ignored"),
+        "head_group.node_selector": ignored("no Kubernetes nodes: ignored"),
         "worker_groups[].name": approximated("names the group whose memory per CPU sizes replicas without memory_gib"),
-        "worker_groups[].node_type": warning("Cloud Run picks the host: ignored"),
+        "worker_groups[].node_type": ignored("Cloud Run picks the host: ignored"),
         "worker_groups[].accelerator": exact(
             "nodeSelector accelerator of GPU apps; only nvidia-l4 (cloudrun_gpu_is_supported)"
         ),
@@ -627,11 +627,11 @@ def _parity(target: CloudRunTargetConfig) -> dict[str, Honour]:
             "memory per CPU for replicas without memory_gib; a GPU app's instance takes at least its GPU group's memory"
         ),
         "worker_groups[].num_gpus": approximated("one GPU per instance whatever the group holds"),
-        "worker_groups[].node_selector": warning("no Kubernetes nodes: ignored"),
-        "worker_groups[].tolerations[].key": warning("no Kubernetes taints: ignored"),
-        "worker_groups[].tolerations[].operator": warning("no Kubernetes taints: ignored"),
-        "worker_groups[].tolerations[].value": warning("no Kubernetes taints: ignored"),
-        "worker_groups[].tolerations[].effect": warning("no Kubernetes taints: ignored"),
+        "worker_groups[].node_selector": ignored("no Kubernetes nodes: ignored"),
+        "worker_groups[].tolerations[].key": ignored("no Kubernetes taints: ignored"),
+        "worker_groups[].tolerations[].operator": ignored("no Kubernetes taints: ignored"),
+        "worker_groups[].tolerations[].value": ignored("no Kubernetes taints: ignored"),
+        "worker_groups[].tolerations[].effect": ignored("no Kubernetes taints: ignored"),
         "apps[].deployments[].num_replicas": approximated(
             "one replica per instance; fixed counts → min = max instances (the largest of the app's deployments)"
         ),
@@ -644,11 +644,11 @@ def _parity(target: CloudRunTargetConfig) -> dict[str, Honour]:
         "apps[].deployments[].autoscaling_config.max_replicas": approximated(
             "per-deployment autoscaling → per-service instance count: max instances is the largest max of the app"
         ),
-        "apps[].deployments[].autoscaling_config.target_ongoing_requests": warning(
+        "apps[].deployments[].autoscaling_config.target_ongoing_requests": ignored(
             "Cloud Run scales on concurrency against containerConcurrency and on CPU, not on a per-replica target"
         ),
-        "apps[].deployments[].autoscaling_config.upscale_delay_s": warning("Cloud Run's autoscaler has no delay knob"),
-        "apps[].deployments[].autoscaling_config.downscale_delay_s": warning(
+        "apps[].deployments[].autoscaling_config.upscale_delay_s": ignored("Cloud Run's autoscaler has no delay knob"),
+        "apps[].deployments[].autoscaling_config.downscale_delay_s": ignored(
             "Cloud Run's autoscaler has no delay knob"
         ),
         "apps[].deployments[].ray_actor_options.num_cpus": approximated(

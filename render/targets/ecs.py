@@ -33,12 +33,12 @@ from render.targets.base import (
     TargetConfigBase,
     TargetOutput,
     approximated,
-    error,
     exact,
+    ignored,
+    refused,
     secret_parity,
     size_related,
     target_of,
-    warning,
 )
 from render.validate.aws import FARGATE_SIZES
 from serve_apps.entrypoint import STOP_RESERVE_S
@@ -565,7 +565,7 @@ def _sizing(plan: EnvPlan, app: App) -> list[str]:
 def _parity(target: EcsTargetConfig) -> dict[str, Honour]:
     per_task = "the task is one Ray node sized from the app's deployments (see Sizing)"
     gpu = (
-        error("refused with Fargate (ecs_fargate_has_no_gpu); set capacity: ec2")
+        refused("values above 0, by ecs_fargate_has_no_gpu: Fargate has no GPUs; set capacity: ec2")
         if target.capacity == "fargate"
         else approximated("fractional GPU → whole GPUs per task (resourceRequirements GPU); Ray shares them inside")
     )
@@ -577,24 +577,24 @@ def _parity(target: EcsTargetConfig) -> dict[str, Honour]:
     return {
         **secret_parity(
             aws=exact("container secrets[].valueFrom (full ARN; ecs_secrets_are_arns), read by the execution role"),
-            gcp=error("refused (secrets_match_target_store): ECS reads AWS Secrets Manager"),
+            gcp=refused("by secrets_match_target_store: ECS reads AWS Secrets Manager"),
             key=exact("valueFrom `<arn>:<key>::` (one JSON key of the secret)"),
         ),
         "env.ray_version": approximated("not set by the target: the image's Ray runs; recorded as a task tag"),
         "env.serve.throughput_optimized": exact(single_node.THROUGHPUT_PARITY),
-        "env.serve.warm_workers": warning(single_node.WARM_WORKERS_PARITY),
+        "env.serve.warm_workers": ignored(single_node.WARM_WORKERS_PARITY),
         **single_node.slo_alerts_parity(
             "CloudWatch alarms on the load balancer's p95 TargetResponseTime and target 5XX count"
         ),
-        "head_group.num_cpus": warning(f"no separate head: {per_task}, plus a fixed Ray overhead"),
-        "head_group.memory_gib": warning(f"no separate head: {per_task}, plus a fixed Ray overhead"),
-        "head_group.node_type": warning("no separate head: ignored"),
-        "head_group.node_selector": warning("no Kubernetes nodes: ignored"),
+        "head_group.num_cpus": ignored(f"no separate head: {per_task}, plus a fixed Ray overhead"),
+        "head_group.memory_gib": ignored(f"no separate head: {per_task}, plus a fixed Ray overhead"),
+        "head_group.node_type": ignored("no separate head: ignored"),
+        "head_group.node_selector": ignored("no Kubernetes nodes: ignored"),
         "worker_groups[].name": approximated("names the group whose memory per CPU sizes replicas without memory_gib"),
         "worker_groups[].node_type": (
             approximated("placement constraint ecs.instance-type for GPU tasks")
             if target.capacity == "ec2"
-            else warning("Fargate picks the host: ignored")
+            else ignored("Fargate picks the host: ignored")
         ),
         "worker_groups[].accelerator": approximated("through the GPU group's node_type; ECS asks only for a count"),
         "worker_groups[].min_replicas": approximated("no Ray nodes: task count per service replaces node count"),
@@ -602,11 +602,11 @@ def _parity(target: EcsTargetConfig) -> dict[str, Honour]:
         "worker_groups[].num_cpus": approximated("Ray worker groups → task size; checked only for GPU tasks on EC2"),
         "worker_groups[].memory_gib": approximated("memory per CPU for replicas without memory_gib (see Sizing)"),
         "worker_groups[].num_gpus": approximated("Ray worker groups → task size; checked only for GPU tasks on EC2"),
-        "worker_groups[].node_selector": warning("no Kubernetes nodes: ignored"),
-        "worker_groups[].tolerations[].key": warning("no Kubernetes taints: ignored"),
-        "worker_groups[].tolerations[].operator": warning("no Kubernetes taints: ignored"),
-        "worker_groups[].tolerations[].value": warning("no Kubernetes taints: ignored"),
-        "worker_groups[].tolerations[].effect": warning("no Kubernetes taints: ignored"),
+        "worker_groups[].node_selector": ignored("no Kubernetes nodes: ignored"),
+        "worker_groups[].tolerations[].key": ignored("no Kubernetes taints: ignored"),
+        "worker_groups[].tolerations[].operator": ignored("no Kubernetes taints: ignored"),
+        "worker_groups[].tolerations[].value": ignored("no Kubernetes taints: ignored"),
+        "worker_groups[].tolerations[].effect": ignored("no Kubernetes taints: ignored"),
         "apps[].deployments[].num_replicas": approximated(
             "one replica per task; fixed counts → task count (the largest of the app's deployments)"
         ),
@@ -616,7 +616,7 @@ def _parity(target: EcsTargetConfig) -> dict[str, Honour]:
         "apps[].deployments[].autoscaling_config.max_replicas": approximated(
             "per-deployment autoscaling → per-service task count: MaxCapacity is the largest max of the app"
         ),
-        "apps[].deployments[].autoscaling_config.target_ongoing_requests": warning(
+        "apps[].deployments[].autoscaling_config.target_ongoing_requests": ignored(
             f"Application Auto Scaling cannot see Serve's queue: {scaling} instead"
         ),
         "apps[].deployments[].autoscaling_config.upscale_delay_s": approximated(

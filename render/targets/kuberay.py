@@ -15,7 +15,7 @@ from render.spec.nodes import NodeSettings, NodeType, accelerator_selector
 from render.spec.rules import rule_error
 from render.spec.secrets import SecretRef
 from render.targets import aws_iam
-from render.targets.base import Honour, TargetConfigBase, TargetOutput, error, exact, secret_parity, target_of
+from render.targets.base import Honour, TargetConfigBase, TargetOutput, exact, refused, secret_parity, target_of
 from render.targets.node_fit import node_errors
 
 if TYPE_CHECKING:
@@ -413,7 +413,7 @@ def _parity() -> dict[str, Honour]:
     return {
         **secret_parity(
             aws=exact("ExternalSecret remoteRef.key → Kubernetes Secret → container env"),
-            gcp=error("refused (secrets_match_target_store): this target reads AWS Secrets Manager"),
+            gcp=refused("by secrets_match_target_store: this target reads AWS Secrets Manager"),
             key=exact("ExternalSecret remoteRef.property"),
         ),
         "env.ray_version": exact("RayService rayClusterConfig.rayVersion"),

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from render.targets.base import Honour, warning
+from render.targets.base import Honour, not_deployed
 
 if TYPE_CHECKING:
     from render.plan import AppPlan, EnvPlan
@@ -183,13 +183,14 @@ WARM_WORKERS_PARITY = (
 
 
 def slo_alerts_parity(follow_up: str) -> dict[str, Honour]:
-    """How a single-node target honours the SLOs the KubeRay target turns into alerts: not yet; `follow_up` says
-    what would carry them on this platform."""
+    """How a single-node target honours the SLOs the KubeRay target turns into alerts: the toolkit reads them, no
+    alert is rendered yet; `follow_up` says what would carry them on this platform. Information, not a warning:
+    there is nothing for the environment to change."""
     how = (
-        f"read by load tests and benchmarks only; production alerts are a follow-up here: {follow_up} (the KubeRay"
-        " target renders a PrometheusRule)"
+        "read by load tests and benchmarks; production alerts not rendered for this target (follow-up:"
+        f" {follow_up}; the KubeRay target renders a PrometheusRule)"
     )
-    return {"apps[].slo.p95_ms": warning(how), "apps[].slo.error_rate": warning(how)}
+    return {"apps[].slo.p95_ms": not_deployed(how), "apps[].slo.error_rate": not_deployed(how)}
 
 
 def container_env(plan: EnvPlan, app_plan: AppPlan) -> list[dict[str, str]]:

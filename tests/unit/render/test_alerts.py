@@ -4,6 +4,7 @@ with a severity, a summary naming app and env, and a runbook anchor the README h
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -105,12 +106,19 @@ def test_the_runbook_base_is_the_repository_s_web_address(clone_url: str) -> Non
     assert browse_url(clone_url) == "https://github.com/acme/serving-gitops"
 
 
-def test_single_node_targets_render_no_rules_and_say_so_in_their_parity_report() -> None:
-    files = render_repo(TARGETS_REPO, None).files
-    assert not [path for path in files if "PrometheusRule" in path or "dashboard" in path]
+def test_single_node_targets_render_no_rules_and_their_parity_report_says_so_without_a_warning(
+    tmp_path: Path,
+) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(TARGETS_REPO, repo)
+    # Set in the environment's own file, where an ignored field would be warned about.
+    edit(repo, "deployments/run/env.yaml", lambda d: app(d, "echo").update(slo={"p95_ms": 80}))
+    rendered = render_repo(repo, None)
+    assert not [path for path in rendered.files if "PrometheusRule" in path or "dashboard" in path]
     for env in ("fargate", "run"):
-        report = files[f"{env}/PARITY.md"]
+        report = rendered.files[f"{env}/PARITY.md"]
         (row,) = [line for line in report.splitlines() if line.startswith("| `apps[].slo.p95_ms` |")]
-        assert "not supported (warning)" in row
-        assert "production alerts are a follow-up here" in row
+        assert "| not deployed |" in row
+        assert "production alerts not rendered for this target (follow-up: " in row
         assert ("CloudWatch" if env == "fargate" else "Cloud Monitoring") in row
+    assert not [line for line in rendered.parity if "slo" in line]

@@ -406,6 +406,9 @@ def test_tasks_run_no_warm_workers_app_and_render_says_so(targets_repo: Path) ->
         (variable,) = [e for e in container["environment"] if e["name"] == "SERVE_CONFIG"]
         assert [a["name"] for a in yaml.safe_load(variable["value"])["applications"]] == [path.split("/")[2]]
     assert any(
-        line.startswith("warning: fargate: env.serve.warm_workers is set but ecs cannot honour it: not rendered")
+        line.startswith(
+            "warning: fargate: env.serve.warm_workers is set in deployments/fargate/env.yaml but ecs cannot honour it:"
+            " not rendered"
+        )
         for line in rendered.parity
     )

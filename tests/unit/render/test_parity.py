@@ -27,7 +27,9 @@ ENVS = {
     "cloudrun": (TARGETS_REPO, "run"),
     "cloudrun-native": (TARGETS_REPO, "run-gpu"),
 }
-ROW = re.compile(r"^\| `(?P<path>[^`]+)` \| (?P<support>[^|]+) \| (?P<how>.*) \| (?P<stated>yes)? \|$", re.MULTILINE)
+ROW = re.compile(
+    r"^\| `(?P<path>[^`]+)` \| (?P<support>[^|]+) \| (?P<how>.*) \| (?P<stated>here|inherited)? \|$", re.MULTILINE
+)
 
 
 @pytest.fixture(scope="module")
@@ -95,30 +97,41 @@ def test_ecs_reports_its_approximations(rendered: dict[Path, dict[str, str]]) ->
     assert "Ray worker groups → task size" in rows["worker_groups[].num_cpus"]["how"]
 
 
-def test_fargate_reports_gpu_as_an_error(rendered: dict[Path, dict[str, str]]) -> None:
+def test_fargate_reports_gpu_as_refused(rendered: dict[Path, dict[str, str]]) -> None:
     rows = table(rendered[TARGETS_REPO]["fargate/PARITY.md"])
-    assert rows["apps[].deployments[].ray_actor_options.num_gpus"]["support"].strip() == "not supported (error)"
+    gpu = rows["apps[].deployments[].ray_actor_options.num_gpus"]
+    assert gpu["support"].strip() == "refused if set"
+    assert gpu["how"].startswith("values above 0, by ecs_fargate_has_no_gpu:")
 
 
-def test_the_report_marks_stated_fields_and_lists_unsupported_ones(rendered: dict[Path, dict[str, str]]) -> None:
+def test_the_report_marks_where_fields_are_set_and_lists_those_ignored(rendered: dict[Path, dict[str, str]]) -> None:
     text = rendered[TARGETS_REPO]["fargate/PARITY.md"]
     rows = table(text)
-    assert rows["head_group.node_selector"]["stated"] == "yes"
+    assert rows["head_group.node_selector"]["stated"] == "here"
+    assert rows["worker_groups[].node_type"]["stated"] == "inherited"
     assert rows["head_group.num_cpus"]["stated"] is None
-    stated_unsupported = text.split("## Stated here, not supported", 1)[1].split("##", 1)[0]
-    assert "`head_group.node_selector`: no Kubernetes nodes: ignored" in stated_unsupported
-    assert "head_group.num_cpus" not in stated_unsupported
+    set_here = text.split("## Set here, ignored by ecs", 1)[1].split("##", 1)[0]
+    assert "- `head_group.node_selector` (deployments/fargate/env.yaml): no Kubernetes nodes: ignored" in set_here
+    inherited = text.split("## Inherited, ignored by ecs", 1)[1].split("##", 1)[0]
+    assert "- `worker_groups[].node_type` (deployments/base/env.yaml): Fargate picks the host: ignored" in inherited
+    assert "head_group.num_cpus" not in set_here + inherited
 
 
-def test_the_summary_counts_and_warns_about_stated_unsupported_fields() -> None:
+def test_the_summary_counts_and_warns_about_ignored_fields_set_here() -> None:
     lines = render_repo(TARGETS_REPO, None, ["fargate"]).parity
-    assert lines[0].startswith("parity of fargate (ecs): ")
-    assert lines[0].endswith("; see rendered/fargate/PARITY.md")
-    assert (
-        "warning: fargate: head_group.node_selector is set but ecs cannot honour it: no Kubernetes nodes: ignored"
-        in lines
-    )
-    assert not [line for line in lines if "head_group.num_cpus" in line]
+    assert lines == [
+        "parity of fargate (ecs): 41 exact, 15 approximated, 12 ignored, 3 refused if set, 5 not deployed;"
+        " ecs ignores 2 inherited setting(s); see rendered/fargate/PARITY.md",
+        "warning: fargate: head_group.node_selector is set in deployments/fargate/env.yaml but ecs cannot honour it:"
+        " no Kubernetes nodes: ignored",
+    ]
+
+
+def test_no_level_of_the_summary_calls_itself_an_error_or_a_warning() -> None:
+    lines = render_repo(TARGETS_REPO, None).parity + render_repo(FIXTURE_REPO, None).parity
+    counts = [line.split(": ", 1)[1] for line in lines if line.startswith("parity of ")]
+    assert len(counts) == 6
+    assert not [c for c in counts if "error" in c or "warning" in c or "not supported" in c]
 
 
 def test_kuberay_is_exact_but_for_the_other_cloud_s_secrets(rendered: dict[Path, dict[str, str]]) -> None:
@@ -140,8 +153,35 @@ def test_a_field_a_target_says_nothing_about_fails_the_render(monkeypatch: pytes
         render_repo(TARGETS_REPO, None, ["fargate"])
 
 
-def test_a_setting_the_env_inherits_is_stated_too(tmp_path: Path) -> None:
+def test_an_ignored_setting_the_env_inherits_is_counted_and_listed_not_warned_about(tmp_path: Path) -> None:
     shutil.copytree(TARGETS_REPO, tmp_path / "repo")
     edit(tmp_path / "repo", "deployments/base/env.yaml", lambda d: d.update(head_group={"memory_gib": 4}))
+    rendered = render_repo(tmp_path / "repo", None, ["run"])
+    assert not [line for line in rendered.parity if line.startswith("warning:")]
+    assert "; cloudrun ignores 3 inherited setting(s);" in rendered.parity[0]
+    row = table(rendered.files["run/PARITY.md"])["head_group.memory_gib"]
+    assert (row["support"].strip(), row["stated"]) == ("ignored", "inherited")
+    assert "- `head_group.memory_gib` (deployments/base/env.yaml): no separate head" in rendered.files["run/PARITY.md"]
+
+
+def test_the_same_setting_in_the_env_s_own_file_is_warned_about_with_that_file(tmp_path: Path) -> None:
+    shutil.copytree(TARGETS_REPO, tmp_path / "repo")
+    edit(tmp_path / "repo", "deployments/run/env.yaml", lambda d: d.update(head_group={"memory_gib": 4}))
     lines = render_repo(tmp_path / "repo", None, ["run"]).parity
-    assert any(line.startswith("warning: run: head_group.memory_gib is set but cloudrun") for line in lines)
+    assert [line for line in lines if line.startswith("warning:")] == [
+        "warning: run: head_group.memory_gib is set in deployments/run/env.yaml but cloudrun cannot honour it: no"
+        " separate head: the instance is one Ray node sized from the app's deployments (see Sizing), plus a fixed Ray"
+        " overhead"
+    ]
+
+
+def test_an_overlay_adding_one_key_to_an_inherited_mapping_sets_that_field_here(tmp_path: Path) -> None:
+    shutil.copytree(TARGETS_REPO, tmp_path / "repo")
+    edit(tmp_path / "repo", "deployments/base/env.yaml", lambda d: d.update(head_group={"node_selector": {"a": "1"}}))
+    rendered = render_repo(tmp_path / "repo", None, ["fargate"])
+    row = table(rendered.files["fargate/PARITY.md"])["head_group.node_selector"]
+    assert row["stated"] == "here"
+    assert (
+        "warning: fargate: head_group.node_selector is set in deployments/fargate/env.yaml but ecs cannot honour it:"
+        " no Kubernetes nodes: ignored" in rendered.parity
+    )

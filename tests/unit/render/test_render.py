@@ -327,3 +327,14 @@ def test_argocd_cm_is_a_partial_patch_of_health_keys_only() -> None:
     assert "ServerSideApply=true" in config_map["metadata"]["annotations"]["argocd.argoproj.io/sync-options"]
     assert "labels" not in config_map["metadata"]  # Argo CD's own labels stay Argo CD's
     assert all(key.startswith("resource.customizations.health.") for key in config_map["data"])
+
+
+def test_a_clean_render_of_the_shipped_repo_prints_no_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = Path(__file__).parents[3]
+    assert main(["--root", str(root), "render", "--out", str(tmp_path / "rendered")]) == 0
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line.startswith("parity of ")], out
+    assert not [line for line in out.splitlines() if "warning" in line or "error" in line], out
+    assert (tmp_path / "rendered/staging-ecs/PARITY.md").is_file()
