@@ -136,8 +136,8 @@ class HttpWindow:
 
 @dataclass(frozen=True)
 class Server:
-    """A running system: where to send requests, which processes are its CPU, and which of them are outside the
-    benchmark's process tree (the MySQL server)."""
+    """A running system: where to send requests, which processes are its CPU, and which of those are outside the
+    benchmark's process tree (the MySQL server), so that their CPU is not counted as other people's."""
 
     url: str
     measured: Callable[[], list[psutil.Process]]
@@ -351,6 +351,58 @@ def measure_curve(servers: dict[str, Server], bodies_file: Path, options: Option
     return windows
 
 
+def start_peers(
+    stack: contextlib.ExitStack, root: Path, options: Options, settings: ModelSettings, cores: list[int], logs: Path
+) -> dict[str, Server]:
+    """Start the run's systems that are not the toolkit's own Ray (naive, fastapi_tuned, bentoml, served_ray_defaults)
+    on `stack`; each one's CPU is its process tree."""
+    starters: dict[str, Callable[[], contextlib.AbstractContextManager[tuple[str, int]]]] = {
+        "naive": lambda: peers.naive_server(cores, logs),
+        "fastapi_tuned": lambda: peers.tuned_fastapi_server(settings, cores, {}, logs),
+        "bentoml": lambda: peers.bentoml_server(root, settings, cores, logs),
+        "served_ray_defaults": lambda: peers.ray_defaults_server(root, options.env, cores, logs),
+    }
+    servers = {}
+    for system, start in starters.items():
+        if system in options.systems:
+            say(f"starting {system}")
+            url, pid = stack.enter_context(start())
+            servers[system] = Server(url, functools.partial(tree, pid))
+            say(f"{system} answers on {url} (pid {pid})")
+    return servers
+
+
+def start_served(
+    stack: contextlib.ExitStack, root: Path, options: Options, scratch: Path, mysql_url: str | None, cold_starts: int
+) -> tuple[dict[str, Server], dict[str, Any], int]:
+    """The toolkit's Ray with <env>'s zero-shot app on `stack`, and beside it the run's copies of that app (the
+    trivial model's; the MySQL log's when `mysql_url` is given); their servers, the Serve config and the HTTP port."""
+    systems = options.systems
+    # One more replica for each copy; each cold start deploys a copy and scales it up by one.
+    copies = ("served_mysql" in systems) + ("served_trivial_model" in systems)
+    url, config, port = stack.enter_context(served_app(root, options.env, copies + 2 * cold_starts))
+    app = config["applications"][0]
+    servers, extra = {}, []
+    if "served" in systems:
+        servers["served"] = Server(url, ray_processes)
+    if "served_trivial_model" in systems:
+        int8 = root / "models" / read_manifest(root / "models")[RAW_VARIANTS["int8"]].path
+        extra.append(cold_start.cold_copy(app, TRIVIAL_APP, trivial_model.build(int8, scratch / "trivial.onnx")))
+        servers["served_trivial_model"] = Server(f"http://{LOCAL_HOST}:{port}/{TRIVIAL_APP}/predict", ray_processes)
+    if mysql_url is not None:
+        extra.append(mysql_copy(app, mysql_url))
+        database = peers.mysql_server_pid()
+        outside = (lambda: [psutil.Process(database)]) if database else list
+        servers["served_mysql"] = Server(
+            f"http://{LOCAL_HOST}:{port}/{MYSQL_APP}/predict", lambda: [*ray_processes(), *outside()], outside
+        )
+    if extra:
+        config = {**config, "applications": [*config["applications"], *extra]}
+        deploy(config, port, READY_TIMEOUT_S)
+    say(f"served replica pid(s) {replica_pids()}")
+    return servers, config, port
+
+
 def run(root: Path, options: Options) -> dict[str, Any]:
     """Every measurement of one run, as the JSON document the report is made from."""
     cores = sorted(os.sched_getaffinity(0))
@@ -384,48 +436,14 @@ def run(root: Path, options: Options) -> dict[str, Any]:
             os.environ.update(aws_env)
         bodies_file = scratch / "bodies.json"
         bodies_file.write_text(json.dumps(request_bodies()))
-        servers: dict[str, Server] = {}
-        pids: dict[str, int] = {}
-        starters: dict[str, Callable[[], contextlib.AbstractContextManager[tuple[str, int]]]] = {
-            "naive": lambda: peers.naive_server(cores, logs),
-            "fastapi_tuned": lambda: peers.tuned_fastapi_server(settings, cores, {}, logs),
-            "bentoml": lambda: peers.bentoml_server(root, settings, cores, logs),
-            "served_ray_defaults": lambda: peers.ray_defaults_server(root, options.env, cores, logs),
-        }
-        for system, start in starters.items():
-            if system in systems:
-                say(f"starting {system}")
-                url, pids[system] = stack.enter_context(start())
-                servers[system] = Server(url, functools.partial(tree, pids[system]))
+        servers = start_peers(stack, root, options, settings, cores, logs)
         mysql_url = None
         if any(s in systems for s in ("served", "served_mysql", "served_trivial_model")) or cold_starts:
             if "served_mysql" in systems:
                 mysql_url = stack.enter_context(peers.mysql_database())
                 say(f"prediction log of {MYSQL_APP} on {mysql_url}")
-            # One more replica for each copy; each cold start deploys a copy and scales it up by one.
-            copies = ("served_mysql" in systems) + ("served_trivial_model" in systems)
-            url, config, port = stack.enter_context(served_app(root, options.env, copies + 2 * cold_starts))
-            app = config["applications"][0]
-            extra = []
-            if "served_trivial_model" in systems:
-                encoder = trivial_model.build(root / "models" / int8.path, scratch / "trivial-encoder.onnx")
-                extra.append(cold_start.cold_copy(app, TRIVIAL_APP, encoder))
-                servers["served_trivial_model"] = Server(
-                    f"http://{LOCAL_HOST}:{port}/{TRIVIAL_APP}/predict", ray_processes
-                )
-            if mysql_url is not None:
-                extra.append(mysql_copy(app, mysql_url))
-                database = peers.mysql_server_pid()
-                outside = (lambda: [psutil.Process(database)]) if database else list
-                servers["served_mysql"] = Server(
-                    f"http://{LOCAL_HOST}:{port}/{MYSQL_APP}/predict", ray_processes, outside
-                )
-            if extra:
-                config = {**config, "applications": [*config["applications"], *extra]}
-                deploy(config, port, READY_TIMEOUT_S)
-            if "served" in systems:
-                servers["served"] = Server(url, ray_processes)
-            say(f"served replica pid(s) {replica_pids()}; peers' pids {pids}")
+            served, config, port = start_served(stack, root, options, scratch, mysql_url, cold_starts)
+            servers |= served
         servers = {s: servers[s] for s in systems}  # the table's order
         if servers:
             check_answers(root, servers, request_bodies()[0])
