@@ -22,10 +22,19 @@ from render.spec.schema import SCHEMA_FILE, spec_json_schema
 from render.validate.crd import crd_dir_from_env
 from render.write import stale_files, write_tree
 
+# What a spec error stops in every environment, beyond what the spec loader says it could not check.
+AFTER_THE_SPEC = (
+    "every environment: rendering, the validation of the rendered manifests against their schemas, and the"
+    " promotion guard (deployments/promotion.yaml)"
+)
+
 
 def _guarded_render(root: Path, crd_dir: Path | None) -> Rendered:
     """Render every environment, then hold the specs against deployments/promotion.yaml (raises SpecError)."""
-    rendered = render_repo(root, crd_dir)
+    try:
+        rendered = render_repo(root, crd_dir)
+    except SpecError as error:
+        raise SpecError(error.problems, [*error.not_run, AFTER_THE_SPEC]) from None
     note = check_promotion(root, load_specs(root))
     if note:
         rendered.notes.append(note)
@@ -199,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)
+        if error.not_run:
+            print("fix these first; these checks did not run:", file=sys.stderr)
+            for check in error.not_run:
+                print(f"  {check}", file=sys.stderr)
         print(f"{len(error.problems)} problem(s) in the spec; nothing was written.", file=sys.stderr)
         return 1
     except ServingError as error:

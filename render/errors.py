@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -26,10 +27,12 @@ class ServingError(Exception):
 
 
 class SpecError(ServingError):
-    """The spec under deployments/ is invalid; carries every problem found."""
+    """The spec under deployments/ is invalid; carries every problem found, and the checks that could not run
+    because of them (one sentence each, e.g. "prod: ... did not run: ...")."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(self, problems: list[Problem], not_run: Iterable[str] = ()) -> None:
         self.problems = sorted(set(problems))
+        self.not_run = tuple(dict.fromkeys(not_run))
         super().__init__("\n".join(str(p) for p in self.problems))
 
 

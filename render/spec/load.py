@@ -228,13 +228,15 @@ def load_specs(root: Path, names: list[str] | None = None) -> dict[str, Spec]:
     context = {"clusters": load_clusters(root), "node_types": load_node_types(root)}
     specs: dict[str, Spec] = {}
     problems: list[Problem] = []
+    not_run: list[str] = []
     for name in wanted:
         try:
             specs[name] = _load_one(root, name, context)
         except SpecError as error:
             problems.extend(error.problems)
+            not_run.extend(error.not_run)
     if problems:
-        raise SpecError(problems)
+        raise SpecError(problems, not_run)
     return specs
 
 
@@ -246,24 +248,22 @@ def _load_one(root: Path, env: str, context: dict[str, Any]) -> Spec:
         body = {k: v for k, v in layer.data.items() if k not in LOADER_KEYS}
         merged = merge(merged, body, "", provenance, index)
     files = [layer.file for layer in layers]
+    problems: list[Problem] = []
     env_section = merged.get("env")
     if isinstance(env_section, dict):
         stated = env_section.get("name", env)
         if stated != env:
             setter = provenance.layer_of("env.name")
-            file = files[setter] if setter is not None else f"{DEPLOYMENTS_DIR}/{env}"
-            raise SpecError(
-                [
-                    Problem(
-                        file,
-                        "env.name",
-                        repr(stated),
-                        f"env.name must equal its directory name ({env!r})",
-                        f"set env.name: {env} or remove it",
-                    )
-                ]
+            problems.append(
+                Problem(
+                    files[setter] if setter is not None else f"{DEPLOYMENTS_DIR}/{env}",
+                    "env.name",
+                    repr(stated),
+                    f"env.name must equal its directory name ({env!r})",
+                    f"set env.name: {env} or remove it",
+                )
             )
-        if "name" not in env_section:
+        elif "name" not in env_section:
             # The directory names the environment: attribute the name to its own first file.
             provenance.record(env, "env.name", next(i for i, layer in enumerate(layers) if layer.env == env))
         merged["env"] = {**env_section, "name": env}
@@ -271,14 +271,83 @@ def _load_one(root: Path, env: str, context: dict[str, Any]) -> Spec:
         {path: files[layer] for path, layer in provenance.recorded().items()},
         frozenset(layer.file for layer in layers if layer.env == env),
     )
-    try:
-        spec = Spec.model_validate(merged, context={**context, "sources": sources})
-    except ValidationError as error:
-        raise SpecError([_problem(e, merged, provenance, files, Spec) for e in error.errors()]) from None
-    problems = [p for i, app in enumerate(spec.apps) for p in _args_problems(app, i, merged, provenance, files)]
-    if problems:
-        raise SpecError(problems)
+    spec, found, not_run = _validate(env, merged, provenance, files, {**context, "sources": sources})
+    problems += found
+    apps = spec.apps if spec is not None else _apps_that_parse(merged)
+    problems += [p for i, app in enumerate(apps) if app for p in _args_problems(app, i, merged, provenance, files)]
+    if problems or spec is None:
+        raise SpecError(problems, not_run)
     return spec
+
+
+def _cross_field_rules() -> list[str]:
+    """Names of the Spec's cross-field rules (its model validators but the one that raises what they found)."""
+    last = Spec.broken_rules_are_reported.__name__
+    return [name for name in Spec.__pydantic_decorators__.model_validators if name != last]
+
+
+def _in_an_app(error: Any) -> bool:
+    """Whether a pydantic error lies inside one item of the apps list."""
+    loc = error["loc"]
+    return len(loc) > 1 and loc[0] == "apps" and isinstance(loc[1], int)
+
+
+def _validate(
+    env: str, merged: dict[str, Any], provenance: Provenance, files: list[str], context: dict[str, Any]
+) -> tuple[Spec | None, list[Problem], list[str]]:
+    """Validate the merged spec: the Spec (when it validates), its problems, and the checks that did not run.
+
+    Pydantic runs the cross-field rules only when every field parses. When the fields that fail all lie inside
+    some apps, the rules run a second time on the other apps, so a typo in one app does not hide a GPU packing
+    problem in another; when anything else fails (a key of env, worker_groups), they cannot run, and the note says so.
+    """
+    try:
+        return Spec.model_validate(merged, context=context), [], []
+    except ValidationError as error:
+        errors = error.errors()
+    problems = [_problem(e, merged, provenance, files, Spec) for e in errors]
+    rules = ", ".join(_cross_field_rules())
+    fields = [e for e in errors if e["loc"]]
+    if not fields:
+        return None, problems, []
+    if not all(_in_an_app(e) for e in fields):
+        return None, problems, [f"{env}: the cross-field rules ({rules}) did not run: fix the keys above first"]
+    broken = sorted({e["loc"][1] for e in fields})
+    names = ", ".join(_named_path(["apps", i], merged) for i in broken)
+    rest = {**merged, "apps": [a for i, a in enumerate(merged["apps"]) if i not in broken]}
+    if not rest["apps"]:
+        return (
+            None,
+            problems,
+            [f"{env}: the cross-field rules ({rules}) and the args checks did not run: no app parses"],
+        )
+    try:
+        Spec.model_validate(rest, context=context)
+    except ValidationError as error:
+        problems += [_problem(e, rest, provenance, files, Spec) for e in error.errors()]
+    its, parse = ("its", "it does") if len(broken) == 1 else ("their", "they do")
+    return (
+        None,
+        problems,
+        [
+            f"{env}: the cross-field rules ({rules}) ran without {names}, and {its} args were not checked: {parse} not"
+            " parse"
+        ],
+    )
+
+
+def _apps_that_parse(merged: dict[str, Any]) -> list[App | None]:
+    """Each app of the merged spec, validated on its own; None for one that does not parse."""
+    apps = merged.get("apps")
+    if not isinstance(apps, list):
+        return []
+    parsed: list[App | None] = []
+    for data in apps:
+        try:
+            parsed.append(App.model_validate(data))
+        except ValidationError:
+            parsed.append(None)
+    return parsed
 
 
 def app_args_type(import_path: str) -> type[BaseModel]:

@@ -6,6 +6,7 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from render.spec.base import EnvVarName, K8sName, StrictModel
 from render.spec.overlay import Sources
@@ -505,6 +506,8 @@ class Spec(StrictModel):
     # validated without one. The parity report reads it: an environment can act only on what its own files set,
     # since an overlay cannot remove a key it inherits.
     _sources: Sources = PrivateAttr(default_factory=Sources)
+    # What the cross-field rules below found, raised together by the last of them.
+    _broken: list[PydanticCustomError] = PrivateAttr(default_factory=list)
 
     def model_post_init(self, context: Any, /) -> None:
         self._sources = (context or {}).get("sources", Sources())
@@ -536,12 +539,14 @@ class Spec(StrictModel):
         for scope, secrets in scopes:
             for var, ref in secrets.items():
                 if getattr(ref, store) is None:
-                    raise rule_error(
-                        "secrets_match_target_store",
-                        field=f"{scope}.{var}",
-                        got=ref.model_dump(exclude_none=True),
-                        rule=f"a {self.env.target.kind} target reads secrets from {store}",
-                        hint=f"reference the secret with {store}",
+                    self._broken.append(
+                        rule_error(
+                            "secrets_match_target_store",
+                            field=f"{scope}.{var}",
+                            got=ref.model_dump(exclude_none=True),
+                            rule=f"a {self.env.target.kind} target reads secrets from {store}",
+                            hint=f"reference the secret with {store}",
+                        )
                     )
         return self
 
@@ -551,14 +556,17 @@ class Spec(StrictModel):
         for i, app in enumerate(self.apps):
             for var, ref in app.secrets.items():
                 if var in seen and seen[var] != ref:
-                    raise rule_error(
-                        "secrets_agree_across_apps",
-                        field=f"apps.{i}.secrets.{var}",
-                        got=ref.model_dump(exclude_none=True),
-                        rule=f"{var} is already bound to {seen[var].model_dump(exclude_none=True)};"
-                        " pods share one environment",
-                        hint="use a distinct variable name for a distinct secret",
+                    self._broken.append(
+                        rule_error(
+                            "secrets_agree_across_apps",
+                            field=f"apps.{i}.secrets.{var}",
+                            got=ref.model_dump(exclude_none=True),
+                            rule=f"{var} is already bound to {seen[var].model_dump(exclude_none=True)};"
+                            " pods share one environment",
+                            hint="use a distinct variable name for a distinct secret",
+                        )
                     )
+                    continue
                 seen[var] = ref
         return self
 
@@ -574,14 +582,16 @@ class Spec(StrictModel):
         ]
         for scope, secrets in scopes:
             for var in sorted(set(secrets) & STATIC_AWS_KEY_VARS):
-                raise rule_error(
-                    "no_static_aws_keys_outside_dev",
-                    field=f"{scope}.{var}",
-                    got=secrets[var].model_dump(exclude_none=True),
-                    rule=f"a {self.env.tier} environment gets AWS credentials by assuming a role, not from a stored"
-                    " key that never rotates",
-                    hint=self.env.target.aws_identity_hint,
-                    related=("env.tier",),
+                self._broken.append(
+                    rule_error(
+                        "no_static_aws_keys_outside_dev",
+                        field=f"{scope}.{var}",
+                        got=secrets[var].model_dump(exclude_none=True),
+                        rule=f"a {self.env.tier} environment gets AWS credentials by assuming a role, not from a"
+                        " stored key that never rotates",
+                        hint=self.env.target.aws_identity_hint,
+                        related=("env.tier",),
+                    )
                 )
         return self
 
@@ -592,12 +602,14 @@ class Spec(StrictModel):
         for i, app in enumerate(self.apps):
             for j, dep in enumerate(app.deployments):
                 if dep.ray_actor_options.num_gpus > 0:
-                    raise rule_error(
-                        "gpu_needs_gpu_worker_group",
-                        field=f"apps.{i}.deployments.{j}.ray_actor_options.num_gpus",
-                        got=dep.ray_actor_options.num_gpus,
-                        rule="a GPU replica needs a worker group with num_gpus > 0",
-                        hint="add a GPU worker group (num_gpus, accelerator) or set num_gpus: 0",
+                    self._broken.append(
+                        rule_error(
+                            "gpu_needs_gpu_worker_group",
+                            field=f"apps.{i}.deployments.{j}.ray_actor_options.num_gpus",
+                            got=dep.ray_actor_options.num_gpus,
+                            rule="a GPU replica needs a worker group with num_gpus > 0",
+                            hint="add a GPU worker group (num_gpus, accelerator) or set num_gpus: 0",
+                        )
                     )
         return self
 
@@ -623,26 +635,37 @@ class Spec(StrictModel):
             app_index, dep_index = unplaced[0].owner
             capacity = sum(n.gpus for n in nodes)
             wanted = sum(d.gpus for d in demands)
-            raise rule_error(
-                "gpu_packing_fits",
-                field=f"apps.{app_index}.deployments.{dep_index}.ray_actor_options.num_gpus",
-                got=unplaced[0].gpus,
-                rule=(
-                    f"{len(unplaced)} of {len(demands)} GPU replicas at max autoscale do not fit the GPU worker"
-                    f" groups at max size ({len(nodes)} nodes, {capacity} GPUs; replicas want {wanted:g} GPUs"
-                    " packed per GPU and per node, CPUs included)"
-                ),
-                hint="raise the GPU group's max_replicas, lower max_replicas or the GPU fraction of the replicas",
+            self._broken.append(
+                rule_error(
+                    "gpu_packing_fits",
+                    field=f"apps.{app_index}.deployments.{dep_index}.ray_actor_options.num_gpus",
+                    got=unplaced[0].gpus,
+                    rule=(
+                        f"{len(unplaced)} of {len(demands)} GPU replicas at max autoscale do not fit the GPU worker"
+                        f" groups at max size ({len(nodes)} nodes, {capacity} GPUs; replicas want {wanted:g} GPUs"
+                        " packed per GPU and per node, CPUs included)"
+                    ),
+                    hint="raise the GPU group's max_replicas, lower max_replicas or the GPU fraction of the replicas",
+                )
             )
         return self
 
     @model_validator(mode="after")
     def target_accepts_spec(self) -> Spec:
         # Rules of one target that need the whole spec (GPU on Fargate, Cloud Run instance shapes) live with the
-        # target, in its config's spec_errors(); they run after the rules above, and the first one is reported.
-        problem = next(iter(self.env.target.spec_errors(self)), None)
-        if problem is not None:
-            raise problem
+        # target, in its config's spec_errors(); they run after the rules above, every one of them.
+        self._broken.extend(self.env.target.spec_errors(self))
+        return self
+
+    @model_validator(mode="after")
+    def broken_rules_are_reported(self) -> Spec:
+        # Last of the validators: pydantic stops at the first validator that raises, so the rules above only collect
+        # what they find, and this raises it all at once (pydantic-core reads a ValidationError raised here as the
+        # list of its errors, located at this model).
+        if self._broken:
+            raise ValidationError.from_exception_data(
+                type(self).__name__, [InitErrorDetails(type=e, loc=(), input=None) for e in self._broken]
+            )
         return self
 
 

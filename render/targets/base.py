@@ -66,7 +66,8 @@ class TargetConfigBase(StrictModel):
 
     def spec_errors(self, spec: Spec) -> Iterator[PydanticCustomError]:
         """Rules of this target that need the whole spec (deployments, worker groups), as `rule_error`s with
-        paths relative to the Spec. The Spec's `target_accepts_spec` validator raises the first one."""
+        paths relative to the Spec. The Spec's `target_accepts_spec` validator reports every one, also when one of
+        the Spec's own rules failed: a rule here must not rely on those (see `gpu_needs_gpu_worker_group`)."""
         return iter(())
 
 

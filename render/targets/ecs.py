@@ -226,6 +226,8 @@ def _task_fits(target: EcsTargetConfig, spec: Spec) -> Iterator[PydanticCustomEr
         if target.capacity == "ec2" and size.whole_gpus:
             gpu_deployment = next(d for d in app.deployments if d.ray_actor_options.num_gpus > 0)
             group = single_node.worker_group_for(spec, gpu_deployment)
+            if not group.num_gpus:
+                continue  # no GPU group: the spec rule gpu_needs_gpu_worker_group reports it
             if size.cpus > group.num_cpus or size.memory_gib > group.memory_gib or size.whole_gpus > group.num_gpus:
                 yield rule_error(
                     "ecs_task_fits_node",

@@ -259,13 +259,15 @@ def test_an_instance_larger_than_cloud_run_allows_is_refused(targets_repo: Path)
     assert "exceeds Cloud Run's largest, 8 CPU / 32 GiB" in message
 
 
-def test_a_service_name_too_long_is_refused(targets_repo: Path) -> None:
+def test_a_service_name_too_long_is_refused_for_every_app(targets_repo: Path) -> None:
     env = "e" * 45  # + "-echo": 50 characters, one more than Cloud Run allows
     shutil.copytree(targets_repo / "deployments/run", targets_repo / "deployments" / env)
-    assert only_problem(targets_repo, [env]) == (
-        f"deployments/base/apps.yaml: apps[echo].name: got '{env}-echo'; a Cloud Run service name (`<env>-<app>`) "
-        "starts with a letter and has at most 49 characters. Hint: shorten the app or environment name"
-    )
+    assert problems(targets_repo, [env]) == [
+        f"{file}: apps[{app}].name: got '{env}-{app}'; a Cloud Run service name (`<env>-<app>`) starts with a"
+        " letter and has at most 49 characters. Hint: shorten the app or environment name"
+        # echo-two is named in the environment's own file too (for its secrets), which the last word blames.
+        for file, app in (("deployments/base/apps.yaml", "echo"), (f"deployments/{env}/env.yaml", "echo-two"))
+    ]
 
 
 def test_a_cloudrun_cluster_needs_a_project(targets_repo: Path) -> None:
@@ -323,11 +325,22 @@ def todays_staging_cloudrun(data: dict[str, Any]) -> None:
 
 def test_static_aws_keys_are_refused_outside_dev(targets_repo: Path) -> None:
     edit(targets_repo, RUN, todays_staging_cloudrun)
-    assert only_problem(targets_repo, ["run"]) == (
-        "deployments/run/env.yaml: env.secrets.AWS_ACCESS_KEY_ID: got {'gcp_secret_manager': "
-        "'models-reader-access-key-id'}; a staging environment gets AWS credentials by assuming a role, not from a "
-        "stored key that never rotates. Hint: set env.target.aws_role_arn and remove the keys"
-    )
+    found = problems(targets_repo, ["run"])
+    assert [p for p in found if "a staging environment gets AWS credentials" in p] == [
+        f"deployments/run/env.yaml: env.secrets.{var}: got {{'gcp_secret_manager': '{secret}'}}; a staging"
+        " environment gets AWS credentials by assuming a role, not from a stored key that never rotates. Hint: set"
+        " env.target.aws_role_arn and remove the keys"
+        for var, secret in (
+            ("AWS_ACCESS_KEY_ID", "models-reader-access-key-id"),
+            ("AWS_SECRET_ACCESS_KEY", "models-reader-secret-access-key"),
+        )
+    ]
+    # The target's own rule runs as well and says what the keys were standing in for.
+    assert [p for p in found if "a staging environment gets AWS credentials" not in p] == [
+        "deployments/run/env.yaml: env.target.aws_role_arn: got None; app echo loads s3://models/echo.bin, and a "
+        "staging Cloud Run service reaches S3 only by assuming an AWS role with its Google identity. Hint: set "
+        "env.target.aws_role_arn (and service_account_unique_id), or serve the model from the image (file://)"
+    ]
 
 
 def test_static_aws_keys_are_accepted_in_dev(targets_repo: Path) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from render.errors import SpecError
 from render.spec.load import load_specs
 from tests.unit.render.conftest import app, deployment, edit, problems
 
@@ -307,6 +308,101 @@ def test_every_problem_is_reported_at_once(repo: Path) -> None:
     found = problems(repo)
     assert len(found) == 3
     assert [f.split(":")[0] for f in found] == ["deployments/dev/env.yaml"] * 2 + ["deployments/prod/env.yaml"]
+
+
+def not_run(repo: Path, envs: list[str] | None = None) -> tuple[str, ...]:
+    """The checks the spec loader says did not run."""
+    with pytest.raises(SpecError) as caught:
+        load_specs(repo, envs)
+    return caught.value.not_run
+
+
+RULES = (
+    "secrets_match_target_store, secrets_agree_across_apps, no_static_aws_keys_outside_dev,"
+    " gpu_needs_gpu_worker_group, gpu_packing_fits, target_accepts_spec"
+)
+
+
+def test_a_typo_in_one_app_does_not_hide_a_cross_field_problem_in_another(repo: Path) -> None:
+    def break_two(d: dict[str, Any]) -> None:
+        deployment(d, "echo").update(autoscaling_config={"max_replicas": 5})  # a fifth quarter-GPU does not fit
+        deployment(d, "echo-two").update(num_replica=2)
+
+    edit(repo, PROD, break_two)
+    found = problems(repo, ["prod"])
+    assert len(found) == 2, found
+    assert found[0].startswith(
+        "deployments/prod/env.yaml: apps[echo-two].deployments[Echo].num_replica: got unknown key 'num_replica';"
+    )
+    assert found[1].startswith(
+        "deployments/prod/env.yaml: apps[echo].deployments[Echo].ray_actor_options.num_gpus: got 0.25; 1 of 5 GPU"
+        " replicas at max autoscale do not fit"
+    )
+    assert not_run(repo, ["prod"]) == (
+        f"prod: the cross-field rules ({RULES}) ran without apps[echo-two], and its args were not checked: it does"
+        " not parse",
+    )
+
+
+def test_a_key_outside_the_apps_that_does_not_parse_stops_the_cross_field_rules_and_says_so(repo: Path) -> None:
+    def break_two(d: dict[str, Any]) -> None:
+        deployment(d, "echo").update(autoscaling_config={"max_replicas": 5})
+        d["env"]["target"]["namespaces"] = "x"
+
+    edit(repo, PROD, break_two)
+    assert only_problem(repo, ["prod"]).startswith(
+        "deployments/prod/env.yaml: env.target.namespaces: got unknown key 'namespaces';"
+    )
+    assert not_run(repo, ["prod"]) == (f"prod: the cross-field rules ({RULES}) did not run: fix the keys above first",)
+
+
+def test_every_broken_cross_field_rule_is_reported_and_each_of_its_places(repo: Path) -> None:
+    def break_three(d: dict[str, Any]) -> None:
+        deployment(d, "echo").update(autoscaling_config={"max_replicas": 5})
+        d["env"]["secrets"].update(A_URL={"gcp_secret_manager": "a"}, B_URL={"gcp_secret_manager": "b"})
+
+    edit(repo, PROD, break_three)
+    found = problems(repo, ["prod"])
+    assert [p.split(": got")[0] for p in found] == [
+        "deployments/prod/env.yaml: apps[echo].deployments[Echo].ray_actor_options.num_gpus",
+        "deployments/prod/env.yaml: env.secrets.A_URL",
+        "deployments/prod/env.yaml: env.secrets.B_URL",
+    ]
+    assert not_run(repo, ["prod"]) == ()
+
+
+def test_a_target_rule_is_reported_beside_a_broken_spec_rule(repo: Path) -> None:
+    def break_two(d: dict[str, Any]) -> None:
+        deployment(d, "echo").update(autoscaling_config={"max_replicas": 5})  # gpu_packing_fits
+        d["env"]["target"].pop("gcs_fault_tolerance")  # kuberay's gcs_fault_tolerance_in_prod
+
+    edit(repo, PROD, break_two)
+    found = problems(repo, ["prod"])
+    assert [p.split(": got")[0] for p in found] == [
+        "deployments/prod/env.yaml: apps[echo].deployments[Echo].ray_actor_options.num_gpus",
+        "deployments/prod/env.yaml: env.target.gcs_fault_tolerance",
+    ]
+
+
+def test_args_are_checked_while_a_cross_field_rule_fails(repo: Path) -> None:
+    def break_two(d: dict[str, Any]) -> None:
+        deployment(d, "echo").update(autoscaling_config={"max_replicas": 5})
+        app(d, "echo").update(args={"repeat": 0})
+
+    edit(repo, PROD, break_two)
+    found = problems(repo, ["prod"])
+    assert [p.split(": got")[0] for p in found] == [
+        "deployments/prod/env.yaml: apps[echo].args.repeat",
+        "deployments/prod/env.yaml: apps[echo].deployments[Echo].ray_actor_options.num_gpus",
+    ]
+
+
+def test_a_wrong_env_name_does_not_hide_the_other_problems(repo: Path) -> None:
+    edit(repo, DEV, lambda d: (d["env"].update(name="develop"), deployment(d, "echo").update(max_ongoing_requests=4)))
+    assert [p.split(": got")[0] for p in problems(repo, ["dev"])] == [
+        "deployments/dev/env.yaml: apps[echo].deployments[Echo].max_ongoing_requests",
+        "deployments/dev/env.yaml: env.name",
+    ]
 
 
 @pytest.mark.parametrize("count", [2, 3])
