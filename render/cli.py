@@ -95,13 +95,28 @@ def _diff(args: argparse.Namespace) -> None:
 
 def _promote(args: argparse.Namespace) -> None:
     root = Path(args.root).resolve()
-    promotion = promote(root, args.source, args.target)
-    for change in promotion.changes:
-        print(f"{promotion.file}: {change}", file=sys.stderr)
-    for note in promotion.notes:
-        print(f"not promoted: {note}", file=sys.stderr)
-    if not promotion.changes:
-        print(f"{args.target} already runs what {args.source} runs: nothing to promote", file=sys.stderr)
+    promotions = promote(root, args.source, args.target)
+    followers = [p.env for p in promotions[1:]]
+    if followers:
+        print(
+            f"promoting {args.source} into {args.target} and into {', '.join(followers)}, which follow it"
+            " (deployments/promotion.yaml)",
+            file=sys.stderr,
+        )
+    for promotion in promotions:
+        where = promotion.file if promotion.rewrites else f"{promotion.env}, through the environment it extends"
+        for change in promotion.changes:
+            print(f"{where}: {change}", file=sys.stderr)
+    # A note that holds for several environments (dev's image has no digest) is printed once, naming them all.
+    noted: dict[str, list[str]] = {}
+    for promotion in promotions:
+        for note in promotion.notes:
+            noted.setdefault(note, []).append(promotion.env)
+    for note, envs in noted.items():
+        print(f"not promoted into {', '.join(envs)}: {note}", file=sys.stderr)
+    for promotion in promotions:
+        if not promotion.changes:
+            print(f"{promotion.env} already runs what {args.source} runs: nothing to promote", file=sys.stderr)
     crd_dir = crd_dir_from_env(args.crd_dir)
     rendered = _guarded_render(root, crd_dir)
     out = root / "rendered"

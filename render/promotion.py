@@ -13,8 +13,10 @@ history* of deployments/. What it may not hold is a value the earlier one never 
 staging never ran. History is read only for the values that differ now, newest commit first.
 
 `promote(root, "dev", "staging")` copies the `promote:` keys (model, args, image digest) of dev's effective spec
-into deployments/staging/env.yaml, stating a key only where staging would not inherit that value anyway, and
-keeps the file's comments and layout (ruamel.yaml round trip). Models across schemes: a later environment keeps
+into deployments/staging/env.yaml, and into the overlay of every environment that follows staging (staging-ecs,
+staging-cloudrun: they run what staging runs, so the step that changes staging changes them), stating a key only
+where the environment would not inherit that value anyway, and keeps the files' comments and layout (ruamel.yaml
+round trip). Models across schemes: a later environment keeps
 its own scheme and bucket and takes the object key from the earlier one, so `file://models/zero_shot/x.onnx`
 (dev, built by `nox -s models`) becomes `s3://<staging's bucket>/zero_shot/x.onnx` (where `nox -s
 publish_models` uploads it); the sha256 is what guarantees the bytes. A later environment reading a local file
@@ -159,6 +161,15 @@ class Policy(StrictModel):
             return self.followers[env]
         index = self.order.index(env)
         return self.order[index - 1] if index > 0 else None
+
+    def followers_of(self, env: str) -> list[str]:
+        """The environments that run what `env` runs, directly or through another follower, leaders first."""
+        found: list[str] = []
+        leaders = [env]
+        while leaders:
+            leaders = [follower for follower, leader in self.followers.items() if leader in leaders]
+            found += leaders
+        return found
 
     def allowed(self, env: str) -> list[str]:
         """Key path patterns that may differ between `env` and its predecessor."""
@@ -479,12 +490,15 @@ def promoted_uri(source: str, target: str, where: str) -> str:
 
 @dataclass(frozen=True)
 class Promotion:
-    """What `promote` wrote: the overlay file, each key path it set, and what it left out and why."""
+    """What `promote` did to one environment: its overlay file, each key path it changed, what it left out and why,
+    the overlay's new text, and whether that differs from the file (a change it inherits leaves the file as it is)."""
 
+    env: str
     file: str
     changes: tuple[str, ...]
     notes: tuple[str, ...]
     text: str
+    rewrites: bool
 
 
 def _wanted(
@@ -542,9 +556,11 @@ def dump_round_trip(handler: Any, document: Any) -> str:
     return stream.getvalue()
 
 
-def promote(root: Path, source: str, target: str) -> Promotion:
-    """Copy the promotable values of `source` into `target`'s overlay, state only what `target` would not
-    inherit, check every environment against the policy, then write the overlay. Nothing is written on error."""
+def promote(root: Path, source: str, target: str) -> list[Promotion]:
+    """Copy the promotable values of `source` into `target` and into every environment that follows `target`
+    (deployments/promotion.yaml's `followers`: staging-ecs runs what staging runs, on another target), each in its
+    own overlay, stating only what that environment would not inherit; check every environment against the policy,
+    then write the overlays. One Promotion per environment, `target` first; nothing is written on error."""
     policy = load_policy(root)
     if policy is None:
         raise SpecError(
@@ -575,57 +591,80 @@ def promote(root: Path, source: str, target: str) -> Promotion:
                 )
             ]
         )
+    flat_source = effective_values(specs[source])
+    with tempfile.TemporaryDirectory(prefix="render-promote-") as directory:
+        scratch = Path(directory)
+        shutil.copytree(root / DEPLOYMENTS_DIR, scratch / DEPLOYMENTS_DIR)
+        shutil.copytree(root / "clusters", scratch / "clusters")
+        # Leaders first: a follower that extends its leader inherits what the leader's overlay now states.
+        promotions = [
+            _promote_into(root, scratch, policy, source, env, flat_source, effective_values(specs[env]))
+            for env in [target, *policy.followers_of(target)]
+        ]
+        problems = promotion_problems(scratch, load_specs(scratch), policy, History(root))
+        if problems:
+            raise SpecError(problems)
+    for promotion in promotions:
+        if promotion.rewrites:
+            overlay = root / promotion.file
+            overlay.parent.mkdir(parents=True, exist_ok=True)
+            overlay.write_text(promotion.text, encoding="utf-8")
+    return promotions
+
+
+def _promote_into(
+    root: Path,
+    scratch: Path,
+    policy: Policy,
+    source: str,
+    target: str,
+    flat_source: dict[str, Any],
+    flat_target: dict[str, Any],
+) -> Promotion:
+    """`target`'s overlay with `source`'s promotable values, left in the scratch copy of deployments/ (where the
+    policy is checked); raise SpecError when the overlay cannot give `target` a value."""
     overlay = root / DEPLOYMENTS_DIR / target / OVERLAY_FILE
     file = str(overlay.relative_to(root))
     handler = round_trip_yaml()
     original = overlay.read_text(encoding="utf-8") if overlay.exists() else ""
     document = handler.load(original) if original.strip() else handler.map()
-    flat_source, flat_target = effective_values(specs[source]), effective_values(specs[target])
     wanted, notes = _wanted(policy, source, target, flat_source, flat_target, file)
-    with tempfile.TemporaryDirectory(prefix="render-promote-") as directory:
-        scratch = Path(directory)
-        shutil.copytree(root / DEPLOYMENTS_DIR, scratch / DEPLOYMENTS_DIR)
-        shutil.copytree(root / "clusters", scratch / "clusters")
-        for path, value in wanted.items():
-            if value is ABSENT:
-                _unset(document, path)
-            else:
-                _set(document, path, value)
-        for path, value in wanted.items():
-            # State a key only where the target would not inherit the same value from the layers below it.
-            trial = handler.load(dump_round_trip(handler, document))
-            _unset(trial, path)
-            try:
-                inherited = _scratch_values(scratch, target, dump_round_trip(handler, trial))
-            except SpecError:
-                continue
-            if _value_at(inherited, path) == value:
-                document = trial
-        text = dump_round_trip(handler, document)
-        after = _scratch_values(scratch, target, text)
-        unreached = [p for p, v in wanted.items() if _value_at(after, p) != v]
-        if unreached:
-            # An overlay cannot remove a key a lower layer states (it can only override it).
-            raise SpecError(
-                [
-                    Problem(
-                        file,
-                        p,
-                        f"{_show(_value_at(after, p))} after promotion",
-                        f"{target} cannot be given {_show(wanted[p])} by its overlay",
-                        "a lower layer states this key: move it out of that layer",
-                    )
-                    for p in unreached
-                ]
-            )
-        problems = promotion_problems(scratch, load_specs(scratch), policy, History(root))
-        if problems:
-            raise SpecError(problems)
+    for path, value in wanted.items():
+        if value is ABSENT:
+            _unset(document, path)
+        else:
+            _set(document, path, value)
+    for path, value in wanted.items():
+        # State a key only where the target would not inherit the same value from the layers below it.
+        trial = handler.load(dump_round_trip(handler, document))
+        _unset(trial, path)
+        try:
+            inherited = _scratch_values(scratch, target, dump_round_trip(handler, trial))
+        except SpecError:
+            continue
+        if _value_at(inherited, path) == value:
+            document = trial
+    # An overlay left as it was keeps its bytes: a round trip may lay out what it did not change differently.
+    unchanged = bool(original.strip()) and document == handler.load(original)
+    text = original if unchanged else dump_round_trip(handler, document)
+    after = _scratch_values(scratch, target, text)
+    unreached = [p for p, v in wanted.items() if _value_at(after, p) != v]
+    if unreached:
+        # An overlay cannot remove a key a lower layer states (it can only override it).
+        raise SpecError(
+            [
+                Problem(
+                    file,
+                    p,
+                    f"{_show(_value_at(after, p))} after promotion",
+                    f"{target} cannot be given {_show(wanted[p])} by its overlay",
+                    "a lower layer states this key: move it out of that layer",
+                )
+                for p in unreached
+            ]
+        )
     changes = tuple(f"{p}: {_show(_value_at(flat_target, p))} → {_show(v)}" for p, v in wanted.items())
-    if text != original:
-        overlay.parent.mkdir(parents=True, exist_ok=True)
-        overlay.write_text(text, encoding="utf-8")
-    return Promotion(file, changes, tuple(notes), text)
+    return Promotion(target, file, changes, tuple(notes), text, text != original)
 
 
 def _show(value: Any) -> str:

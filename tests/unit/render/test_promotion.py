@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 
 from render.cli import main
 from render.errors import SpecError
-from render.promotion import History, load_policy, matches, promoted_uri, promotion_problems
+from render.promotion import History, Policy, load_policy, matches, promote, promoted_uri, promotion_problems
 from render.spec.load import load_specs
 from tests.unit.render.conftest import app, edit
 
@@ -204,3 +205,85 @@ def test_promote_goes_one_step(policed: Path, capsys: pytest.CaptureFixture[str]
         "deployments/promotion.yaml: order: got prod → dev; promotion goes one step, from an environment to the next."
         " Hint: follow the order: dev → prod"
     )
+
+
+NEW_MODEL = {"uri": "file://models/echo/echo-v2.bin", "sha256": "c" * 64}
+
+
+@pytest.fixture
+def followed(policed: Path) -> Path:
+    """`policed` plus prod-two, which follows prod: prod's apps in a namespace of its own, extending base."""
+    shutil.copytree(policed / "deployments/prod", policed / "deployments/prod-two")
+
+    def own_place(d: dict[str, Any]) -> None:
+        d["env"]["target"].update(namespace="serving-two", rayservice_name="models-two")
+        d["env"]["target"]["service_account"]["iam_role_arn"] = "arn:aws:iam::333333333333:role/serving-prod-two"
+        d["env"]["target"]["gcs_fault_tolerance"]["external_storage_namespace"] = "models-prod-two"
+
+    edit(policed, "deployments/prod-two/env.yaml", own_place)
+    (policed / "deployments/promotion.yaml").write_text(
+        POLICY.replace("order: [dev, prod]\n", "order: [dev, prod]\nfollowers:\n  prod-two: prod\n")
+    )
+    edit(policed, "deployments/dev/env.yaml", lambda d: app(d, "echo").update(model=NEW_MODEL))
+    return policed
+
+
+def test_followers_of_an_environment_include_their_own_followers() -> None:
+    policy = Policy(order=["a", "b"], followers={"b2": "b", "b3": "b2", "a2": "a"}, promote=["apps[*].model"])
+    assert policy.followers_of("b") == ["b2", "b3"]
+    assert policy.followers_of("b3") == []
+
+
+def test_promote_carries_the_change_to_the_followers_of_the_target(followed: Path) -> None:
+    promotions = promote(followed, "dev", "prod")
+    assert [(p.env, p.file) for p in promotions] == [
+        ("prod", "deployments/prod/env.yaml"),
+        ("prod-two", "deployments/prod-two/env.yaml"),
+    ]
+    for promotion in promotions:
+        assert promotion.changes == (
+            f"apps[echo].model.sha256: '{BASE_SHA}' → '{'c' * 64}'",
+            "apps[echo].model.uri: 's3://models/echo.bin' → 's3://models/echo/echo-v2.bin'",
+        )
+    specs = load_specs(followed)
+    assert {specs[env].apps[0].model.sha256 for env in ("prod", "prod-two")} == {"c" * 64}  # type: ignore[union-attr]
+    assert guard(followed) == []
+
+
+def test_a_follower_that_extends_its_leader_inherits_the_change(followed: Path) -> None:
+    edit(followed, "deployments/prod-two/env.yaml", lambda d: d.update(extends="prod"))
+    before = (followed / "deployments/prod-two/env.yaml").read_text()
+    [_, follower] = promote(followed, "dev", "prod")
+    assert follower.changes  # it changes, through prod's overlay: its own file states nothing new
+    assert not follower.rewrites
+    assert (followed / "deployments/prod-two/env.yaml").read_text() == before
+    assert load_specs(followed, ["prod-two"])["prod-two"].apps[0].model.sha256 == "c" * 64  # type: ignore[union-attr]
+
+
+def test_promote_says_which_environments_it_carried_the_change_to(
+    followed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--root", str(followed), "promote", "dev", "prod"]) == 0
+    err = capsys.readouterr().err
+    assert "promoting dev into prod and into prod-two, which follow it (deployments/promotion.yaml)" in err
+    for file in ("deployments/prod/env.yaml", "deployments/prod-two/env.yaml"):
+        assert f"{file}: apps[echo].model.sha256: '{BASE_SHA}' → '{'c' * 64}'" in err
+    assert main(["--root", str(followed), "render", "--check"]) == 0
+
+
+def test_a_follower_that_breaks_the_policy_stops_the_whole_step_and_nothing_is_written(followed: Path) -> None:
+    edit(followed, "deployments/prod-two/env.yaml", lambda d: app(d, "echo").update(route_prefix="/elsewhere"))
+    before = {env: (followed / f"deployments/{env}/env.yaml").read_text() for env in ("prod", "prod-two")}
+    with pytest.raises(SpecError, match=r"deployments/prod-two/env.yaml: apps\[echo\].route_prefix: got '/elsewhere'"):
+        promote(followed, "dev", "prod")
+    assert {env: (followed / f"deployments/{env}/env.yaml").read_text() for env in before} == before
+
+
+def test_promote_says_when_a_follower_takes_the_change_through_what_it_extends(
+    followed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(followed, "deployments/prod-two/env.yaml", lambda d: d.update(extends="prod"))
+    assert main(["--root", str(followed), "promote", "dev", "prod"]) == 0
+    err = capsys.readouterr().err
+    assert f"deployments/prod/env.yaml: apps[echo].model.sha256: '{BASE_SHA}' → '{'c' * 64}'" in err
+    assert f"prod-two, through the environment it extends: apps[echo].model.sha256: '{BASE_SHA}' → '{'c' * 64}'" in err

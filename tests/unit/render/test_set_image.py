@@ -157,7 +157,7 @@ def test_promote_carries_the_digest_set_image_wrote(repo: Path) -> None:
         ["git", "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "dev = prod"], cwd=repo, check=True
     )
     set_image(repo, "dev", REFERENCE)  # prod still runs what dev ran in the commit before
-    promotion = promote(repo, "dev", "prod")
+    [promotion] = promote(repo, "dev", "prod")
     assert promotion.changes == (f"env.image: 'registry.example.com/serving@{PROD_DIGEST}' → '{REFERENCE}'",)
     assert load_specs(repo, ["prod"])["prod"].env.image == REFERENCE
 
