@@ -69,8 +69,9 @@ def _window_row(windows: list[dict[str, Any]]) -> dict[str, float]:
         "errors": sum(w["load"]["errors"] for w in windows),
         "server_cores": median([w["server_cores"] for w in windows]),
         "client_cores": median([w["client_cores"] for w in windows]),
-        "idle_cores": median([w.get("idle_cores", float("nan")) for w in windows]),
+        "rest_cores": median([w.get("rest_cores", float("nan")) for w in windows]),
         "foreign_cores_max": max((w["foreign_cores"] for w in windows), default=float("nan")),
+        "machine_cores": median([w["machine_cores"] for w in windows]),
         "rps_min": min((w["load"]["rps"] for w in windows), default=float("nan")),
         "rps_max": max((w["load"]["rps"] for w in windows), default=float("nan")),
         "server_cores_by_process": _by_process(windows),
@@ -169,14 +170,15 @@ def table(document: dict[str, Any], summary: dict[str, Any]) -> str:
         f" commit {document['commit']}; {document['machine'].get('cpu', '?')}"
         f"{' (SMOKE RUN: not the benchmark)' if document.get('smoke') else ''}",
         f"{'system':<22}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}{'server CPU':>12}"
-        f"{'client CPU':>12}{'rest CPU':>10}{'others CPU':>12}",
+        f"{'client CPU':>12}{'rest CPU':>10}{'others CPU':>12}{'unused CPU':>12}",
     ]
+    cores = len(document["machine"]["cores"])
     for system in _measured(summary):
         row = summary["http"][system]
         lines.append(
             f"{system:<22}{row['rps']:>9.1f}{row['p50_ms']:>9.1f}{row['p95_ms']:>9.1f}{row['p99_ms']:>9.1f}"
-            f"{row['errors']:>8}{row['server_cores']:>12.2f}{row['client_cores']:>12.2f}{row['idle_cores']:>10.2f}"
-            f"{row['foreign_cores_max']:>12.2f}"
+            f"{row['errors']:>8}{row['server_cores']:>12.2f}{row['client_cores']:>12.2f}{row['rest_cores']:>10.2f}"
+            f"{row['foreign_cores_max']:>12.2f}{max(0.0, cores - row['machine_cores']):>12.2f}"
         )
     by_name: dict[str, list[dict[str, Any]]] = {}
     for row in document["raw"]:
@@ -190,7 +192,8 @@ def table(document: dict[str, Any], summary: dict[str, Any]) -> str:
         "(HTTP systems: median of the repetitions; raw: the best repetition, sentences/s in-process, p50 = ms per"
         " batch; CPU in cores averaged over the window: server = the system's processes (served_mysql: with"
         " MariaDB's), rest = the rest of this benchmark (the idle other servers), others = cores used outside this"
-        " benchmark, the worst window)"
+        " benchmark, the worst window; unused = cores nobody used: a system that leaves CPU unused is bound by"
+        " something else)"
     )
     lines.append(f"where the server CPU went at {options['clients']} clients (cores, median; largest first):")
     for system in _measured(summary):

@@ -127,7 +127,7 @@ class HttpWindow:
     load: loadgen.LoadResult
     server_cores: float
     client_cores: float
-    idle_cores: float  # the rest of the benchmark: the idle other servers, the bench itself
+    rest_cores: float  # the rest of the benchmark: the idle other servers, the bench itself
     server_cores_by_process: dict[str, float]  # server_cores split by machine.process_label
     foreign_cores: float
     machine_cores: float
@@ -222,7 +222,7 @@ def measure_http(
         load=load,
         server_cores=cpu.measured_cores,
         client_cores=load.client_cpu_cores,
-        idle_cores=max(0.0, cpu.benchmark_cores - cpu.measured_cores - load.client_cpu_cores),
+        rest_cores=max(0.0, cpu.benchmark_cores - cpu.measured_cores - load.client_cpu_cores),
         server_cores_by_process={label: round(cores, 3) for label, cores in cpu.by_process.items()},
         foreign_cores=cpu.foreign_cores,
         machine_cores=cpu.machine_cores,
@@ -231,7 +231,7 @@ def measure_http(
     say(
         f"{system}: {load.rps:.1f} req/s, p50 {load.p50_ms:.1f} ms, p95 {load.p95_ms:.1f} ms, p99 {load.p99_ms:.1f} ms,"
         f" {load.errors} errors; server {result.server_cores:.2f} cores, client {result.client_cores:.2f}, rest of"
-        f" the bench {result.idle_cores:.2f}, others {result.foreign_cores:.2f} (before: {foreign:.2f})"
+        f" the bench {result.rest_cores:.2f}, others {result.foreign_cores:.2f} (before: {foreign:.2f})"
     )
     return result
 

@@ -64,7 +64,7 @@ def _window(system: str, rps: float) -> serving.HttpWindow:
         load=load,
         server_cores=1.8,
         client_cores=0.02,
-        idle_cores=0.05,
+        rest_cores=0.05,
         server_cores_by_process={"uvicorn worker": 1.8},
         foreign_cores=0.1,
         machine_cores=1.9,
