@@ -9,14 +9,14 @@ import json
 import sys
 from pathlib import Path
 
-from render.cost import DEFAULT_MAX_PRICE_AGE_DAYS, PRICES_FILE, cost_markdown, env_cost, load_price_book
-from render.diff import compare, diff_markdown
 from render.errors import ServingError, SpecError, StaleRenderError
 from render.pipeline import Rendered, render_repo
-from render.promotion import check_promotion, promote
-from render.resources import applied_manifests
-from render.set_image import set_image
-from render.snapshot import GitError, snapshot
+from render.review.cost import DEFAULT_MAX_PRICE_AGE_DAYS, PRICES_FILE, cost_markdown, env_cost, load_price_book
+from render.review.diff import compare, diff_markdown
+from render.review.promotion import check_promotion, promote
+from render.review.resources import applied_manifests
+from render.review.set_image import set_image
+from render.review.snapshot import GitError, snapshot
 from render.spec.load import load_specs
 from render.spec.schema import SCHEMA_FILE, spec_json_schema
 from render.validate.crd import crd_dir_from_env

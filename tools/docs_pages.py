@@ -29,9 +29,10 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from render import alerts, impact
-from render.cost import PriceList
-from render.promotion import Policy
+from render import alerts
+from render.review import impact
+from render.review.cost import PriceList
+from render.review.promotion import Policy
 from render.spec.clusters import Clusters
 from render.spec.load import app_args_type
 from render.spec.models import Spec

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from render.cli import main
-from render.cost import (
+from render.errors import SpecError
+from render.pipeline import render_repo
+from render.review.cost import (
     PriceBook,
     PriceUsed,
     Pricing,
@@ -21,9 +23,7 @@ from render.cost import (
     load_prices,
     stale_prices,
 )
-from render.errors import SpecError
-from render.pipeline import render_repo
-from render.resources import applied_manifests
+from render.review.resources import applied_manifests
 from render.spec.clusters import Cluster
 from render.spec.load import load_clusters, load_node_types
 from tests.golden_tree import FIXTURE_REPO

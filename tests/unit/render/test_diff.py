@@ -12,11 +12,11 @@ import pytest
 import yaml
 
 from render.cli import main
-from render.cost import load_price_book
-from render.diff import EnvDiff, ObjectChange, compare
-from render.impact import IGNORED_EFFECT, IN_PLACE_EFFECT, REDEPLOY_EFFECT, RESTART_EFFECT, serve_changes
 from render.pipeline import render_repo
-from render.snapshot import GitError, snapshot
+from render.review.cost import load_price_book
+from render.review.diff import EnvDiff, ObjectChange, compare
+from render.review.impact import IGNORED_EFFECT, IN_PLACE_EFFECT, REDEPLOY_EFFECT, RESTART_EFFECT, serve_changes
+from render.review.snapshot import GitError, snapshot
 from render.write import write_tree
 from tests.golden_tree import FIXTURE_REPO
 from tests.unit.render.conftest import deployment, edit

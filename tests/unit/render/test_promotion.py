@@ -11,7 +11,7 @@ import pytest
 
 from render.cli import main
 from render.errors import SpecError
-from render.promotion import History, Policy, load_policy, matches, promote, promoted_uri, promotion_problems
+from render.review.promotion import History, Policy, load_policy, matches, promote, promoted_uri, promotion_problems
 from render.spec.load import load_specs
 from tests.unit.render.conftest import app, edit
 

@@ -11,8 +11,8 @@ import yaml
 
 from render.cli import main
 from render.errors import SpecError
-from render.promotion import promote
-from render.set_image import DIGEST_REFERENCE, set_image
+from render.review.promotion import promote
+from render.review.set_image import DIGEST_REFERENCE, set_image
 from render.spec.load import load_specs
 
 DIGEST = "sha256:" + "b" * 64

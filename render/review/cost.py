@@ -33,7 +33,7 @@ from pydantic import Field, StringConstraints, ValidationError
 
 from render.errors import Problem, SpecError
 from render.manifests import group_kind
-from render.resources import (
+from render.review.resources import (
     RAY_SERVICE,
     PodGroup,
     ServeReplicas,

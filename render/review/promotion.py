@@ -38,7 +38,7 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, model_validator
 
 from render.errors import Problem, SpecError
-from render.snapshot import GitError, extract, git
+from render.review.snapshot import GitError, extract, git
 from render.spec.base import StrictModel
 from render.spec.load import DEPLOYMENTS_DIR, load_specs, read_yaml
 from render.spec.models import Spec

@@ -4,7 +4,7 @@ unified diff, and the cost delta of the change, as a Markdown report for a pull 
     report = compare(old_files, new_files, book)        # path relative to rendered/ → YAML text, both sides
     print(diff_markdown(snapshot, report))
 
-The old side comes from `render.snapshot` (a git ref), the new side from rendering the working tree. Both sides
+The old side comes from `render.review.snapshot` (a git ref), the new side from rendering the working tree. Both sides
 are priced in the region of the environment's cluster in the working tree.
 """
 
@@ -14,11 +14,11 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from render.cost import PriceBook, Pricing, env_cost, signed_usd, templates, usd
 from render.errors import SpecError
-from render.impact import NOT_DEPLOYED, Impact, classify
-from render.resources import applied_manifests, is_applied, load_manifest
-from render.snapshot import Snapshot
+from render.review.cost import PriceBook, Pricing, env_cost, signed_usd, templates, usd
+from render.review.impact import NOT_DEPLOYED, Impact, classify
+from render.review.resources import applied_manifests, is_applied, load_manifest
+from render.review.snapshot import Snapshot
 
 ARGOCD_DIR = "argocd"
 

@@ -23,7 +23,7 @@ Labels, with the exact rule behind each (first match wins):
 - `no effect`: only metadata.labels / metadata.annotations changed, and none that anything reads at run time:
   not `argocd.argoproj.io/*` (Argo CD wiring), not `eks.amazonaws.com/role-arn` (IRSA), not the labels of a
   monitoring.coreos.com object (Prometheus selects those by label).
-- `not deployed`: a file of rendered/ that Argo CD does not apply (see `render.resources.is_applied`).
+- `not deployed`: a file of rendered/ that Argo CD does not apply (see `render.review.resources.is_applied`).
 - `in-place update`: any other change; `created` and `deleted` for other objects that appear or go.
 """
 
@@ -36,10 +36,10 @@ from typing import Any
 
 from ray.serve._private.config import DeploymentConfig
 
-from render.cost import Pricing, head_node
 from render.errors import SpecError
 from render.manifests import group_kind
-from render.resources import (
+from render.review.cost import Pricing, head_node
+from render.review.resources import (
     CLOUD_RUN_SERVICE,
     ECS_SERVICE,
     ECS_TASK_DEFINITION,

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from render.errors import Problem, SpecError
-from render.promotion import OVERLAY_FILE, History, dump_round_trip, load_policy, promotion_problems, round_trip_yaml
+from render.review.promotion import (
+    OVERLAY_FILE,
+    History,
+    dump_round_trip,
+    load_policy,
+    promotion_problems,
+    round_trip_yaml,
+)
 from render.spec.load import DEPLOYMENTS_DIR, known_envs, load_specs, read_yaml
 
 # The grammar of distribution's reference package (reference/regexp.go), digest part required and sha256 only.
