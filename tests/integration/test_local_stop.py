@@ -1,9 +1,9 @@
-"""Ctrl-C on the local runners (serve_apps/local_stop.py), pressed as a terminal presses it.
+"""Ctrl-C on the local runners (localrun/stop.py), pressed as a terminal presses it.
 
 Each runner starts as a shell starts a command, in a process group of its own, and once it answers gets SIGINT
 sent to that whole group, as the terminal sends Ctrl-C to the foreground job. It must exit within STOP_TIMEOUT_S
 and leave none of the processes it started running (their PIDs collected while it ran). Runs `python -m
-serve_apps.local`, `nox -s serve` itself (its venv replaced by this one: --no-venv --no-install) and `python -m
+localrun.serve`, `nox -s serve` itself (its venv replaced by this one: --no-venv --no-install) and `python -m
 loadtests`. The serve runner's other promises are checked on the same run: where its prediction log is, and how
 to reach the dashboard with Ray's token.
 """
@@ -29,11 +29,11 @@ import psutil
 import pytest
 import yaml
 
+from localrun.serve import LOCAL_PREDICTION_LOG
+from localrun.stop import STOP_TIMEOUT_S
 from serve_apps.common.artifact import sha256_of
 from serve_apps.common.manifest import manifest_matches
 from serve_apps.doubleit.build import build as build_doubleit
-from serve_apps.local import LOCAL_PREDICTION_LOG
-from serve_apps.local_stop import STOP_TIMEOUT_S
 from tests.integration.single_app import REPO_ROOT, free_port
 
 FIXTURE_REPO = REPO_ROOT / "tests" / "fixtures" / "repo"
@@ -177,9 +177,9 @@ class Serving:
 
 @pytest.fixture(scope="module")
 def serving(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serving]:
-    """`python -m serve_apps.local dev` of `repo`, answering; the last test of the module stops it."""
+    """`python -m localrun.serve dev` of `repo`, answering; the last test of the module stops it."""
     port, dashboard_port = free_port(), free_port()
-    argv = [sys.executable, "-m", "serve_apps.local", ENV, "--root", str(repo), "--port", str(port)]
+    argv = [sys.executable, "-m", "localrun.serve", ENV, "--root", str(repo), "--port", str(port)]
     argv += ["--dashboard-port", str(dashboard_port)]
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with started(argv, log) as run:
@@ -193,12 +193,23 @@ def test_serve_logs_predictions_in_its_checkout(serving: Serving) -> None:
     assert httpx.post(f"{serving.url}/predict", json={"values": [1.5]}, timeout=30).json() == {"values": [3.0]}
     log = serving.root / LOCAL_PREDICTION_LOG
     assert f"prediction log: sqlite:///{log}" in serving.run.output()
-    deadline = time.monotonic() + 30  # the replica writes its log in batches, every 0.1 s
-    while not log.exists() and time.monotonic() < deadline:
+    deadline = time.monotonic() + 30  # the replica writes its log in batches, every 0.1 s, after making the table
+    rows = 0
+    while rows == 0 and time.monotonic() < deadline:
         time.sleep(0.2)
-    with contextlib.closing(sqlite3.connect(log)) as db:
-        rows = db.execute("SELECT COUNT(*) FROM prediction_log WHERE app = ?", (APP,)).fetchone()[0]
+        rows = _logged_rows(log)
     assert rows >= 1
+
+
+def _logged_rows(log: Path) -> int:
+    """Rows of APP in the SQLite log; 0 while the file or its table does not exist yet."""
+    if not log.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(log)) as db:
+        try:
+            return int(db.execute("SELECT COUNT(*) FROM prediction_log WHERE app = ?", (APP,)).fetchone()[0])
+        except sqlite3.OperationalError:  # no such table yet
+            return 0
 
 
 def test_serve_prints_a_dashboard_command_that_gets_in(serving: Serving) -> None:
