@@ -15,7 +15,7 @@ PYTHON = "3.11"
 # Dependency group → lock of the serving image; the GPU lock is constrained to the CPU lock's versions.
 IMAGE_LOCKS = {"image": ("image/requirements", []), "image-gpu": ("image/requirements-gpu", ["-c requirements.lock"])}
 # On Ctrl-C the runners of serve, loadtest, bench and reliability shut Serve and Ray down, which takes up to
-# serve_apps.local_stop.STOP_TIMEOUT_S. nox's defaults (SIGTERM 0.3 s after the interrupt, SIGKILL 0.2 s later)
+# localrun.stop.STOP_TIMEOUT_S. nox's defaults (SIGTERM 0.3 s after the interrupt, SIGKILL 0.2 s later)
 # killed the driver mid-shutdown and left Ray's agents running; this is how long each step waits instead.
 STOP_TIMEOUT_S = 60.0
 
@@ -84,7 +84,7 @@ def serve(session: nox.Session) -> None:
     session.run(
         "python",
         "-m",
-        "serve_apps.local",
+        "localrun.serve",
         *session.posargs,
         interrupt_timeout=STOP_TIMEOUT_S,
         terminate_timeout=STOP_TIMEOUT_S,
@@ -106,7 +106,14 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run(
-        "mypy", "render", "serve_apps", "tools/image.py", "tools/docs_pages.py", "tools/docs_hooks.py", "noxfile.py"
+        "mypy",
+        "render",
+        "serve_apps",
+        "localrun",
+        "tools/image.py",
+        "tools/docs_pages.py",
+        "tools/docs_hooks.py",
+        "noxfile.py",
     )
     session.run(
         "hadolint", *(str(path) for path in sorted(Path(".").glob("**/Dockerfile")) if ".nox" not in path.parts)

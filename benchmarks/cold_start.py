@@ -22,8 +22,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from localrun.serve import deploy, submit
 from serve_apps.common.artifact import ModelArtifact
-from serve_apps.local import deploy, submit
 
 BUCKET = "bench-models"
 REGION = "us-east-1"
@@ -139,7 +139,7 @@ def measure(
     shutil.rmtree(cache / "sha256", ignore_errors=True)
     scaled = {**config, "applications": [*config["applications"], _one_more_replica(copy)]}
     scale_started = time.monotonic()
-    # Submitted and polled from this thread only (serve_apps.local.submit says why).
+    # Submitted and polled from this thread only (localrun.serve.submit says why).
     submit(scaled, port)
     while _running_replicas(copy["name"]) <= before:
         if time.monotonic() - scale_started > timeout_s:

@@ -68,8 +68,8 @@ def main(root: Path, out: Path, env: str = "bench", clients: int = 16, duration_
         )
         return 0
     from benchmarks.serving import APP, free_port, replica_pids
-    from serve_apps.local import apply_ray_env, deploy, env_plan
-    from serve_apps.local_stop import local_ray
+    from localrun.serve import apply_ray_env, deploy, env_plan
+    from localrun.stop import local_ray
 
     plan = env_plan(root, env)
     base = plan.serve_config()

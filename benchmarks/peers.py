@@ -33,7 +33,7 @@ from pathlib import Path
 
 from benchmarks.machine import say
 from benchmarks.peer_config import TUNED_FASTAPI, ModelSettings
-from serve_apps.local import LOCAL_HOST
+from localrun.serve import LOCAL_HOST
 
 READY_TIMEOUT_S = 300
 STOP_TIMEOUT_S = 30
@@ -218,7 +218,7 @@ def bentoml_mean_batch(predict_url: str) -> float:
 def ray_defaults_server(root: Path, env_name: str, cores: Sequence[int], logs: Path) -> Iterator[tuple[str, int]]:
     """benchmarks/ray_defaults.py: the served app with Ray's defaults, on a Ray of its own in a child process."""
     from benchmarks import ray_defaults
-    from serve_apps.local import env_plan
+    from localrun.serve import env_plan
 
     port = free_port()
     command = [sys.executable, "-m", "benchmarks.ray_defaults", "--env", env_name, "--port", str(port)]

@@ -44,7 +44,7 @@ def out_of_the_box(app: dict[str, Any]) -> dict[str, Any]:
 
 def config(root: Path, env: str) -> dict[str, Any]:
     """The Serve config this module deploys: <env>'s zero-shot application, out of the box."""
-    from serve_apps.local import env_plan
+    from localrun.serve import env_plan
 
     app = next(a for a in env_plan(root, env).serve_config()["applications"] if a["name"] == APP)
     return {"applications": [out_of_the_box(app)]}
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray import serve
 
-    from serve_apps.local import deploy, logical_cpus
+    from localrun.serve import deploy, logical_cpus
 
     ray.init(
         address="local",  # a Ray of its own, beside the bench's

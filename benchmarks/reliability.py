@@ -127,7 +127,7 @@ class Result:
 
 def deploy_iris(port: int, env_vars: dict[str, str]) -> str:
     """iris of the dev env at REPLICAS replicas; returns its /predict URL."""
-    from serve_apps.local import deploy, env_serve_config
+    from localrun.serve import deploy, env_serve_config
 
     config = env_serve_config(REPO_ROOT, "dev")
     (iris,) = (a for a in config["applications"] if a["name"] == APP)
@@ -507,7 +507,7 @@ def head_lost(temp_dir: Path) -> Result:
     from ray._private.gcs_utils import cleanup_redis_storage
     from ray._private.services import get_node_ip_address
 
-    from serve_apps.local_stop import signals_held
+    from localrun.stop import signals_held
     from tests.integration.single_app import free_port
 
     scenario = "head lost, GCS FT on Redis (head SIGKILLed, new head started)"
@@ -605,7 +605,7 @@ def head_lost(temp_dir: Path) -> Result:
 
 
 def ci_test(name: str, path: str) -> Result:
-    from serve_apps.local_stop import STOP_TIMEOUT_S, stop_group
+    from localrun.stop import STOP_TIMEOUT_S, stop_group
 
     started = time.monotonic()
     # -m "": also the scenarios marked `reliability`, which `nox -s tests` leaves out.
@@ -663,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray import serve
 
-    from serve_apps.local_stop import local_ray, signals_held, stop_on_signals
+    from localrun.stop import local_ray, signals_held, stop_on_signals
     from tests.integration.single_app import free_port
 
     stop_on_signals()  # Ctrl-C or SIGTERM in any scenario unwinds through its finally, which stops its nodes

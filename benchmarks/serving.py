@@ -54,12 +54,12 @@ from benchmarks.machine import CpuWindow, load_average, say, tree, wait_for_quie
 from benchmarks.peer_config import BENTOML, TUNED_FASTAPI, ModelSettings
 from benchmarks.peers import free_port
 from benchmarks.workload import request_bodies
+from localrun.serve import LOCAL_HOST, DeployError, apply_ray_env, deploy, env_plan, logical_cpus
+from localrun.stop import local_ray, stop_group, stop_on_signals
 from render.plan import WARM_WORKERS_APP
 from render.validate.crd import crd_dir_from_env
 from serve_apps.common.artifact import ModelArtifact
 from serve_apps.common.manifest import read_manifest
-from serve_apps.local import LOCAL_HOST, DeployError, apply_ray_env, deploy, env_plan, logical_cpus
-from serve_apps.local_stop import local_ray, stop_group, stop_on_signals
 
 APP = "zero-shot"
 TRIVIAL_APP = f"{APP}-trivial-model"  # the same app serving benchmarks/trivial_model.py: the serving path's own cost
@@ -196,7 +196,7 @@ def measure_http(
     command = [sys.executable, "-m", "benchmarks.loadgen", "--url", server.url, "--bodies", str(bodies_file)]
     command += ["--clients", str(clients), "--warmup-s", str(options.warmup_s)]
     command += ["--duration-s", str(options.duration_s), "--generator", options.load_generator]
-    # A group of its own, wrk included: stopped as one (serve_apps.local_stop) if the bench is.
+    # A group of its own, wrk included: stopped as one (localrun.stop) if the bench is.
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )

@@ -1,7 +1,7 @@
 """`python -m loadtests <env> [<app>]`: load-test an environment's apps against the SLOs of its spec.
 
 Each app is offered a little over its min_rps (loadtests.slo) and passes when it keeps up with p95 and error
-rate within their limits. Without --host a local Serve of the environment runs for the test (serve_apps.local).
+rate within their limits. Without --host a local Serve of the environment runs for the test (localrun.serve).
 Locust's CSV files and HTML report go to reports/loadtest/<env>/<app>/.
 
 Exit status: 0 when every SLO holds; 1 when one is violated (each is named, measured vs limit) or the test could
@@ -16,10 +16,10 @@ from loadtests.errors import LoadTestError
 from loadtests.run import REPORTS_DIR, LoadOptions, run_load_tests, table
 from loadtests.slo import OFFERED_LOAD_FACTOR
 from loadtests.spec import ROOT, select_apps
+from localrun.serve import DeployError
+from localrun.stop import stop_on_signals
 from render.errors import SpecError
 from render.spec.load import known_envs, load_specs
-from serve_apps.local import DeployError
-from serve_apps.local_stop import stop_on_signals
 
 USAGE_ERROR = 2
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C stopped

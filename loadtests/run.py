@@ -25,10 +25,10 @@ from loadtests.errors import LoadTestError
 from loadtests.results import read_result
 from loadtests.slo import Measurement, Violation, offered_rps, users_needed, violations
 from loadtests.spec import locustfile_of
+from localrun.serve import LOCAL_HOST, apply_ray_env, deploy, env_plan, logical_cpus
+from localrun.stop import local_ray, stop_group
 from render.spec.models import App, Spec
 from serve_apps.common.prediction_log import DB_URL_ENV
-from serve_apps.local import LOCAL_HOST, apply_ray_env, deploy, env_plan, logical_cpus
-from serve_apps.local_stop import local_ray, stop_group
 
 REPORTS_DIR = Path("reports", "loadtest")
 CSV_PREFIX = "locust"
@@ -72,7 +72,7 @@ class AppReport:
 def run_load_tests(root: Path, spec: Spec, apps: list[App], host: str | None, options: LoadOptions) -> list[AppReport]:
     """Load-test `apps` of `spec` one after the other, at `host` or on a local Serve started (and stopped) here.
 
-    Raises LoadTestError (and serve_apps.local.DeployError) when a test cannot run; SLO violations are in the
+    Raises LoadTestError (and localrun.serve.DeployError) when a test cannot run; SLO violations are in the
     reports, not raised.
     """
     locustfiles = {app.name: locustfile_of(root, app) for app in apps}
@@ -90,7 +90,7 @@ def local_serve(root: Path, env: str, apps: list[str]) -> Iterator[str]:
     """Deploy the named apps of `env`'s Serve config (as `nox -s serve` runs it) and yield the base URL.
 
     Starts Ray (explicit logical CPUs, RAY_SYSTEM_CONFIG, the env's Ray variables) unless this process is already
-    connected to one (a test session's), and stops only what it started: Serve always, Ray (serve_apps.local_stop)
+    connected to one (a test session's), and stops only what it started: Serve always, Ray (localrun.stop)
     if it started it.
     Predictions go to $PREDICTION_DB_URL if set, else to throwaway SQLite files, one per app.
     """
@@ -110,7 +110,7 @@ def local_serve(root: Path, env: str, apps: list[str]) -> Iterator[str]:
     elif unset := sorted(name for name, value in plan.ray_env.items() if os.environ.get(name) != value):
         raise LoadTestError(
             f"{env} runs Ray with {', '.join(f'{n}={plan.ray_env[n]}' for n in unset)}; the connected Ray was "
-            "started without. Hint: set them before ray.init (serve_apps.local.apply_ray_env)"
+            "started without. Hint: set them before ray.init (localrun.serve.apply_ray_env)"
         )
     ray_here = (
         local_ray(

@@ -1,4 +1,4 @@
-"""Run an environment's rendered Serve config on a local Ray: `python -m serve_apps.local <env>` (`nox -s serve`).
+"""Run an environment's rendered Serve config on a local Ray: `python -m localrun.serve <env>` (`nox -s serve`).
 
 The config comes from the same plan `render` writes into serveConfigV2, so what runs here is what the
 cluster runs; only the proxy binds to 127.0.0.1 instead of 0.0.0.0. Predictions are logged to
@@ -168,7 +168,7 @@ def dashboard_access(url: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Start Ray with the dashboard, deploy the env's Serve config, print the URLs, stay up until Ctrl-C."""
-    parser = argparse.ArgumentParser(prog="python -m serve_apps.local", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m localrun.serve", description=__doc__)
     parser.add_argument("env", help="environment name under deployments/")
     parser.add_argument("--root", default=".", help="repository root")
     parser.add_argument("--port", type=int, default=8000, help="HTTP port of the Serve proxy")
@@ -184,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     config = plan.serve_config()
 
+    from localrun.stop import local_ray, stop_on_signals
     from serve_apps.common.prediction_log import DB_URL_ENV
-    from serve_apps.local_stop import local_ray, stop_on_signals
 
     stop_on_signals()  # a SIGTERM while Ray starts unwinds as Ctrl-C does
     apply_ray_env(plan.ray_env)

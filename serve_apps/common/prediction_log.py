@@ -191,7 +191,7 @@ def default_db_url() -> str:
     """$PREDICTION_DB_URL, else a SQLite file in the model cache directory, which every replica of the node shares.
 
     Local runners set the variable to a file of their own: `nox -s serve` one per checkout
-    (serve_apps.local.LOCAL_PREDICTION_LOG), the load tests one per app and run.
+    (localrun.serve.LOCAL_PREDICTION_LOG), the load tests one per app and run.
     """
     configured = os.environ.get(DB_URL_ENV)
     if configured:

@@ -154,7 +154,7 @@ def s3_bucket(services: _svc.Services, s3_endpoint: str) -> Iterator[str]:
 # =========================================================================== 4. Ray
 
 REPO_ROOT = _HERE.parents[1]
-# Logical CPUs, not cores: enough for every dev app at its max replicas (3, serve_apps.local.logical_cpus) and
+# Logical CPUs, not cores: enough for every dev app at its max replicas (3, localrun.serve.logical_cpus) and
 # for test_serve_apps.py's quarter-CPU replicas; Ray shares the machine's cores among them.
 RAY_NUM_CPUS = 4
 RAY_OBJECT_STORE_BYTES = 200 * 1024**2  # Serve passes small objects only
@@ -178,7 +178,7 @@ def ray_cluster() -> Iterator[Any]:
     import ray
 
     from loadtests.run import RAY_SYSTEM_CONFIG
-    from serve_apps.local import env_plan
+    from localrun.serve import env_plan
 
     with pytest.MonkeyPatch.context() as session_env:
         for name, value in env_plan(REPO_ROOT, "dev").ray_env.items():

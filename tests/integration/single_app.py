@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from serve_apps.local import env_serve_config
+from localrun.serve import env_serve_config
 
 REPO_ROOT = Path(__file__).parents[2]
 

@@ -30,9 +30,9 @@ import httpx
 import pytest
 import yaml
 
+from localrun.serve import deploy
 from render.alerts import LATENCY_ALERT, LATENCY_FOR, P95_RECORD, error_ratio_record, request_rate_record
 from render.pipeline import render_repo
-from serve_apps.local import deploy
 from tests.golden_tree import FIXTURE_REPO
 from tests.integration.single_app import free_port
 from tests.promtool import rule_groups

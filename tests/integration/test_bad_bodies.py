@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from localrun.serve import deploy, env_serve_config
 from serve_apps.common.api import MAX_ECHO_CHARS, MAX_JSON_DEPTH
-from serve_apps.local import deploy, env_serve_config
 from tests.integration.single_app import REPO_ROOT, free_port
 
 # Each app's list field, and the rest of a body that is valid but for it.

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from serve_apps.local import deploy
+from localrun.serve import deploy
 from tests.integration.single_app import free_port, single_app_config
 
 APP = "doubleit"

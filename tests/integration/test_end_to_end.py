@@ -24,10 +24,10 @@ import sqlalchemy as sa
 import yaml
 
 from loadtests.run import LoadOptions, run_app
+from localrun.serve import DeployError, deploy
 from render.pipeline import render_repo
 from render.spec.load import load_specs
 from render.write import write_tree
-from serve_apps.local import DeployError, deploy
 from serve_apps.publish_models import publish
 from tests.integration.services import MariaDbDatabase
 

@@ -22,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from serve_apps.local import deploy
+from localrun.serve import deploy
 from tests.integration.services import MariaDbDatabase
 from tests.integration.single_app import free_port, single_app_config
 

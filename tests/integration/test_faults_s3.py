@@ -18,7 +18,7 @@ import boto3
 import httpx
 import pytest
 
-from serve_apps.local import DeployError, deploy
+from localrun.serve import DeployError, deploy
 from serve_apps.publish_models import publish
 from tests.integration.single_app import free_port, single_app_config
 

@@ -21,7 +21,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.core.result import Ok
 from schemathesis.generation.modes import GenerationMode
 
-from serve_apps.local import deploy
+from localrun.serve import deploy
 from tests.integration.services import MariaDbDatabase
 from tests.integration.single_app import apps_config, free_port
 

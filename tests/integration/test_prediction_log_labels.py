@@ -16,8 +16,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from localrun.serve import deploy
 from serve_apps.common.prediction_log import prediction_labels, predictions
-from serve_apps.local import deploy
 from tests.integration.services import MariaDbDatabase
 from tests.integration.single_app import free_port, single_app_config
 

@@ -19,8 +19,8 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
+from localrun.serve import deploy, env_serve_config
 from serve_apps.common.manifest import manifest_matches
-from serve_apps.local import deploy, env_serve_config
 from tests.unit.serve_apps.tcp_proxy import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

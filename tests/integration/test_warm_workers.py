@@ -13,8 +13,8 @@ from typing import Any
 import psutil
 import pytest
 
+from localrun.serve import deploy
 from render.plan import WARM_WORKERS_APP, warm_workers_application
-from serve_apps.local import deploy
 from tests.integration.single_app import free_port
 
 PER_NODE = 2

@@ -10,8 +10,8 @@ from typing import Any
 
 import ray
 
+from localrun.serve import env_plan
 from render.plan import PRELOAD_MODULES_ENV, preload_modules
-from serve_apps.local import env_plan
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from serve_apps.local import deploy
+from localrun.serve import deploy
 from tests.integration.single_app import free_port, single_app_config
 
 APP = "zero-shot"

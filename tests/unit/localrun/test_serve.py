@@ -1,4 +1,4 @@
-"""serve_apps.local: a local Ray gets the Ray variables the environment's containers get, and what they name exists."""
+"""localrun.serve: a local Ray gets the Ray variables the environment's containers get, and what they name exists."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from localrun.serve import LOCAL_PREDICTION_LOG, apply_ray_env, dashboard_access, env_plan, prediction_log_url
 from render.plan import PRELOAD_MODULES_ENV, SERVE_REPLICA_MODULE, THROUGHPUT_OPTIMIZED_ENV, preload_modules
 from render.spec.load import known_envs
 from render.targets.single_node import container_env
 from serve_apps.common.prediction_log import DB_URL_ENV
-from serve_apps.local import LOCAL_PREDICTION_LOG, apply_ray_env, dashboard_access, env_plan, prediction_log_url
-from tests.unit.serve_apps.conftest import REPO_ROOT
+
+REPO_ROOT = Path(__file__).parents[3]
 
 
 def test_apply_ray_env_puts_the_variables_into_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from serve_apps.local_stop import signals_held, stop_group, stop_on_signals
+from localrun.stop import signals_held, stop_group, stop_on_signals
 
 
 @pytest.fixture
