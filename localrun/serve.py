@@ -8,6 +8,7 @@ $PREDICTION_DB_URL, else to a SQLite file of this checkout (LOCAL_PREDICTION_LOG
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import shlex
@@ -173,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default=".", help="repository root")
     parser.add_argument("--port", type=int, default=8000, help="HTTP port of the Serve proxy")
     parser.add_argument("--dashboard-port", type=int, default=8265)
+    parser.add_argument(
+        "--ray-logs", action="store_true", help="print Ray's own log lines here too (always in its session's logs/)"
+    )
     args = parser.parse_args(argv)
 
     from render.errors import SpecError
@@ -196,13 +200,21 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in sorted(plan.ray_env.items()):
         print(f"  {name}={value} (env.serve of {args.env})")
     try:
+        if not args.ray_logs:
+            # The driver's Serve client logs its steps at INFO, and Serve resets its logger's level when it starts: a
+            # filter stays. The terminal keeps to the toolkit's lines and Ray's warnings.
+            logging.getLogger("ray.serve").addFilter(lambda record: record.levelno >= logging.WARNING)
         with local_ray(
             address="local",  # a new Ray, even when `ray start` left one running on this machine
             num_cpus=cpus,
             include_dashboard=True,
             dashboard_host=LOCAL_HOST,
             dashboard_port=args.dashboard_port,
-        ):
+            # Workers' and the proxy's lines (endpoint tables, several per second at start-up) reach the terminal only
+            # when asked for; they are always written to the session's log directory, printed below.
+            log_to_driver=args.ray_logs,
+            logging_level=logging.INFO if args.ray_logs else logging.WARNING,
+        ) as context:
             try:
                 served = deploy(config, args.port)
             except DeployError as error:
@@ -217,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {app['name']:<12} {url}  (docs: {url}/docs, {up})")
             print(f"prediction log: {_shown(os.environ[DB_URL_ENV])} (${DB_URL_ENV} sets another)")
             print("\n".join(dashboard_access(f"http://{LOCAL_HOST}:{args.dashboard_port}")))
+            logs = Path(context.address_info["session_dir"], "logs")
+            print(f"Ray's logs: {logs}" + ("" if args.ray_logs else " (--ray-logs prints them here too)"))
             print("serving; Ctrl-C stops", flush=True)
             while True:
                 time.sleep(3600)

@@ -67,11 +67,11 @@ def signals_held(doing: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def local_ray(cwd: Path | None = None, **init_args: Any) -> Iterator[None]:
-    """`ray.init(**init_args)` (from `cwd` if given) for the block; leaving it however it is left (return, error,
-    Ctrl-C, SIGTERM), Serve and Ray shut down with signals held, then each process Ray started that is still
-    alive is killed by PID: a raylet that outlives its 1 s of grace is SIGKILLed, and its agents, orphaned, would
-    stay (`ray::DashboardAgent`, `ray::RuntimeEnvAgent`, about 215 MB).
+def local_ray(cwd: Path | None = None, **init_args: Any) -> Iterator[Any]:
+    """`ray.init(**init_args)` (from `cwd` if given) for the block, which gets its context; leaving it however it is
+    left (return, error, Ctrl-C, SIGTERM), Serve and Ray shut down with signals held, then each process Ray started
+    that is still alive is killed by PID: a raylet that outlives its 1 s of grace is SIGKILLed, and its agents,
+    orphaned, would stay (`ray::DashboardAgent`, `ray::RuntimeEnvAgent`, about 215 MB).
     """
     import ray
 
@@ -79,12 +79,12 @@ def local_ray(cwd: Path | None = None, **init_args: Any) -> Iterator[None]:
     started: list[int] = []
     try:
         with contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext():
-            ray.init(**init_args)
+            context = ray.init(**init_args)
         # ray.init starts the node's processes (GCS, raylet, dashboard, log monitor) as children of this one, and
         # only them while it runs; everything else Ray starts descends from these.
         started = sorted(_children() - before)
         stop_on_signals()
-        yield
+        yield context
     finally:
         print("stopping Serve and Ray", file=sys.stderr, flush=True)
         with signals_held("stopping Serve and Ray"):

@@ -221,6 +221,18 @@ def test_serve_prints_a_dashboard_command_that_gets_in(serving: Serving) -> None
     assert APP in json.loads(answered.stdout)["applications"]
 
 
+def test_serve_keeps_rays_log_lines_out_of_the_terminal(serving: Serving) -> None:
+    """Without --ray-logs the terminal holds the toolkit's lines and Ray's warnings, not Ray's INFO lines (the proxy
+    and replicas log each request and endpoint table); it names the session's log directory, which has them."""
+    for _ in range(3):  # requests: with Ray's lines forwarded, each would print the replica's access line
+        httpx.post(f"{serving.url}/predict", json={"values": [1.0]}, timeout=30)
+    time.sleep(2)  # Ray forwards worker lines to the driver about once a second
+    output = serving.run.output()
+    assert not [line for line in output.splitlines() if "INFO" in line], output[-3000:]
+    (logs,) = re.findall(r"^Ray's logs: (\S+) \(--ray-logs prints them here too\)$", output, re.MULTILINE)
+    assert Path(logs).is_dir() and any(Path(logs).glob("serve/*.log"))
+
+
 def test_ctrl_c_stops_serve_and_all_it_started(serving: Serving) -> None:
     stopped = serving.run.ctrl_c()
     assert stopped.exit_s < STOP_TIMEOUT_S, f"still running {STOP_TIMEOUT_S} s after Ctrl-C"
