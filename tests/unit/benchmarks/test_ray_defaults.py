@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks import ray_defaults
-from serve_apps.local import env_serve_config
+from localrun.serve import env_serve_config
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
