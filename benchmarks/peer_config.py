@@ -14,7 +14,8 @@ from typing import Any
 
 SETTINGS_ENV = "BENCH_ZERO_SHOT"
 
-# benchmarks/tuned_fastapi.py: the settings that won the tuning runs (`nox -s bench -- --tune-fastapi`, README).
+# benchmarks/tuned_fastapi.py. Starting values, not yet the winners of a sweep on a quiet machine: replace them with
+# what `nox -s bench -- --tune-fastapi` picks (its smoke runs here, on a machine others loaded, favoured 2 workers).
 # Each can be overridden in the service's environment under its name; UVICORN_WORKERS goes to uvicorn's --workers.
 TUNED_FASTAPI: dict[str, int | float] = {
     "UVICORN_WORKERS": 2,  # processes, each with its own model, batcher and worker thread

@@ -6,7 +6,7 @@ while the event loop parses the next requests. Request and response are the serv
 ZeroShotResponse); no prediction log, no metrics, no per-request limits beyond the request model's.
 
 Its tunables (benchmarks/peer_config.py, TUNED_FASTAPI) are read from the environment, so that uvicorn's worker
-processes see them; their defaults are the settings that won the tuning runs (README, Benchmarks).
+processes see them; `nox -s bench -- --tune-fastapi` measures them one at a time (docs/benchmarks.md#peers).
 
 Run: `BENCH_ZERO_SHOT='{...}' uvicorn benchmarks.tuned_fastapi:app --workers 2 --no-access-log` (the bench starts it
 so, pinned to the same cores as the others; benchmarks/peers.py says what BENCH_ZERO_SHOT holds).
