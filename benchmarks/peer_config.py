@@ -51,6 +51,19 @@ class ModelSettings:
     multi_label_threshold: float
 
     @classmethod
+    def served_defaults(cls, model_path: str) -> ModelSettings:
+        """`model_path` with the served app's own scoring defaults (imported here: the peers' venvs lack Ray)."""
+        from serve_apps.zero_shot.app import ZeroShotArgs
+
+        fields = ZeroShotArgs.model_fields
+        return cls(
+            model_path=model_path,
+            hypothesis_template=fields["hypothesis_template"].default,
+            temperature=fields["temperature"].default,
+            multi_label_threshold=fields["multi_label_threshold"].default,
+        )
+
+    @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ModelSettings:
         """The settings the bench put into $BENCH_ZERO_SHOT."""
         return cls(**json.loads(environ[SETTINGS_ENV]))

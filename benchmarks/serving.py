@@ -265,16 +265,8 @@ def ray_processes() -> list[psutil.Process]:
 
 def model_settings(root: Path) -> ModelSettings:
     """The int8 artifact of models/ and the served app's scoring defaults, for the peers."""
-    from serve_apps.zero_shot.app import ZeroShotArgs
-
     int8 = read_manifest(root / "models")[RAW_VARIANTS["int8"]]
-    fields = ZeroShotArgs.model_fields
-    return ModelSettings(
-        model_path=str((root / "models" / int8.path).resolve()),
-        hypothesis_template=fields["hypothesis_template"].default,
-        temperature=fields["temperature"].default,
-        multi_label_threshold=fields["multi_label_threshold"].default,
-    )
+    return ModelSettings.served_defaults(str((root / "models" / int8.path).resolve()))
 
 
 def check_answers(root: Path, servers: dict[str, Server], body: dict[str, Any]) -> None:

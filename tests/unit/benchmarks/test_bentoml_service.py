@@ -13,7 +13,6 @@ import pytest
 
 from benchmarks import peers
 from benchmarks.peer_config import ModelSettings
-from serve_apps.zero_shot.app import ZeroShotArgs
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 VENV = REPO_ROOT / peers.BENTOML_VENV
@@ -28,13 +27,7 @@ def _venv_is_built() -> bool:
 
 @pytest.mark.skipif(not _venv_is_built(), reason=f"{VENV} is not built (`nox -s bench` builds it)")
 def test_bentoml_answers_the_served_apps_request(built_models: dict[str, Path], tmp_path: Path) -> None:
-    fields = ZeroShotArgs.model_fields
-    settings = ModelSettings(
-        model_path=str(built_models["zero_shot"]),
-        hypothesis_template=fields["hypothesis_template"].default,
-        temperature=fields["temperature"].default,
-        multi_label_threshold=fields["multi_label_threshold"].default,
-    )
+    settings = ModelSettings.served_defaults(str(built_models["zero_shot"]))
     body = {"text": "The striker scored twice in the second half.", "labels": ["sports", "politics", "cooking"]}
     with peers.bentoml_server(REPO_ROOT, settings, sorted(os.sched_getaffinity(0)), tmp_path) as (url, _):
         request = urllib.request.Request(url, json.dumps(body).encode(), {"content-type": "application/json"})

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from benchmarks import tuned_fastapi
 from benchmarks.peer_config import TUNED_FASTAPI, ModelSettings
 from benchmarks.tuned_fastapi import MicroBatcher
-from serve_apps.zero_shot.app import ZeroShotArgs, hypotheses
+from serve_apps.zero_shot.app import hypotheses
 from serve_apps.zero_shot.model import Query, Scoring, ZeroShotModel
 
 
@@ -181,13 +181,7 @@ def test_settings_come_from_the_environment_over_the_tuned_defaults() -> None:
 def test_the_service_answers_the_served_apps_request_as_the_model_does(
     built_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fields = ZeroShotArgs.model_fields
-    settings = ModelSettings(
-        model_path=str(built_models["zero_shot"]),
-        hypothesis_template=fields["hypothesis_template"].default,
-        temperature=fields["temperature"].default,
-        multi_label_threshold=fields["multi_label_threshold"].default,
-    )
+    settings = ModelSettings.served_defaults(str(built_models["zero_shot"]))
     for name, value in settings.env().items():
         monkeypatch.setenv(name, value)
     body = {"text": "The striker scored twice in the second half.", "labels": ["sports", "politics", "cooking"]}
