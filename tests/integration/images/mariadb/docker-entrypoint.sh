@@ -3,7 +3,8 @@
 # on a socket only (it logs "ready for connections" once), apply MYSQL_ROOT_PASSWORD / MYSQL_ALLOW_EMPTY_PASSWORD /
 # MYSQL_RANDOM_ROOT_PASSWORD, MYSQL_ROOT_HOST, MYSQL_DATABASE, MYSQL_USER + MYSQL_PASSWORD and the scripts of
 # /docker-entrypoint-initdb.d, stop it, then start the real server on port 3306 (the second "ready for
-# connections", which is what Testcontainers waits for).
+# connections", which is what Testcontainers waits for: `wait_strategy_check_string` in testcontainers-python's
+# testcontainers/community/mysql/__init__.py (4.15.0) matches the line twice; `_configure` there sets MYSQL_*).
 set -euo pipefail
 
 datadir=/var/lib/mysql
