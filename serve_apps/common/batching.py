@@ -6,7 +6,8 @@ runs, the requests behind it become a queue of batches of one or two, each payin
 this repository's 2-core benchmark that halved the zero-shot throughput, and a longer `batch_wait_timeout_s`
 traded latency for only part of it back. Here a batch is taken when the model is free, so it holds everything that
 queued while the previous one ran; `batch_wait_timeout_s` is how long the oldest waiting request may wait for more
-to join it when the batch is not full.
+to join it when the batch is not full. A request that finds the model idle (no batch running, none queued) goes at
+once: nothing is in flight whose clients would join it, so the wait would only add to its latency.
 
 `max_concurrent_batches` (default 1) lets that many batches run at once, each taken when a slot frees: while one
 batch is in the model, the event loop answers the previous one and the next forms, so the model and the HTTP work
@@ -66,6 +67,9 @@ class Batcher(Generic[Item, Result]):
         self._arrived = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._running: set[asyncio.Task[bool]] = set()
+        # When the last batch ended (None while one runs): an item queued after it found the model idle.
+        self._idle_since: float | None = float("-inf")
+        self._answering = 0  # batches whose items are not all answered yet
         self._worker: asyncio.Task[None] | None = None
 
     def set_max_batch_size(self, max_batch_size: int) -> None:
@@ -99,13 +103,24 @@ class Batcher(Generic[Item, Result]):
             batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_batch_size))]
             live = [(item, future) for item, future, _ in batch if not future.done()]  # done: the client went away
             if live:
-                task = asyncio.create_task(self._call(live))
+                self._idle_since = None
+                self._answering += 1
+                task = asyncio.create_task(self._answer(live))
                 self._running.add(task)
                 task.add_done_callback(self._batch_done)
 
     def _batch_done(self, task: asyncio.Task[bool]) -> None:
         self._running.discard(task)
         self._slot_freed.set()
+
+    async def _answer(self, live: list[tuple[Item, asyncio.Future[Result]]]) -> bool:
+        try:
+            return await self._call(live)
+        finally:
+            # Here, not in _batch_done: a client may send its next request before the task's done callbacks run.
+            self._answering -= 1
+            if not self._answering:
+                self._idle_since = time.monotonic()
 
     async def _call(self, live: list[tuple[Item, asyncio.Future[Result]]], failed: Exception | None = None) -> bool:
         """Answer every item of `live`, failing only the items at fault; `failed` is the error with which a call of
@@ -144,8 +159,11 @@ class Batcher(Generic[Item, Result]):
         return False
 
     async def _wait_for_more(self) -> None:
-        """Until the batch is full or the oldest item has waited batch_wait_timeout_s."""
+        """Until the batch is full or the oldest item has waited batch_wait_timeout_s; not at all when the oldest
+        item arrived at an idle model."""
         oldest = self._queue[0][2]
+        if self._idle_since is not None and oldest >= self._idle_since:
+            return
         while len(self._queue) < self.max_batch_size:
             left = oldest + self.batch_wait_timeout_s - time.monotonic()
             if left <= 0:

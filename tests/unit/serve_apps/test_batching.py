@@ -65,14 +65,36 @@ def test_max_batch_size_splits_the_queue() -> None:
 
 def test_the_wait_lets_later_items_join_a_batch() -> None:
     async def scenario() -> list[list[int]]:
-        recorder = Recorder()
-        batcher: Batcher[int, int] = Batcher(recorder, max_batch_size=8, batch_wait_timeout_s=0.2)
-        first = asyncio.ensure_future(batcher(1))
+        recorder = Recorder(hold_first=True)
+        batcher: Batcher[int, int] = Batcher(
+            recorder, max_batch_size=8, batch_wait_timeout_s=0.2, max_concurrent_batches=2
+        )
+        first = asyncio.ensure_future(batcher(0))
+        await _started(recorder)
+        # A slot is free, but a batch runs: 1 waits for company instead of going alone.
+        second = asyncio.ensure_future(batcher(1))
         await asyncio.sleep(0.02)
-        await asyncio.gather(first, batcher(2))
+        third = asyncio.ensure_future(batcher(2))
+        await asyncio.sleep(0.3)
+        recorder.release.set()
+        await asyncio.gather(first, second, third)
         return recorder.batches
 
-    assert asyncio.run(scenario()) == [[1, 2]]
+    assert asyncio.run(scenario()) == [[0], [1, 2]]
+
+
+def test_a_request_at_an_idle_model_does_not_wait() -> None:
+    async def scenario() -> list[float]:
+        batcher: Batcher[int, int] = Batcher(Recorder(), max_batch_size=8, batch_wait_timeout_s=10)
+        loop = asyncio.get_running_loop()
+        took = []
+        for item in range(3):  # each after the previous batch ended
+            started = loop.time()
+            await batcher(item)
+            took.append(loop.time() - started)
+        return took
+
+    assert max(asyncio.run(scenario())) < 5
 
 
 def test_a_full_batch_does_not_wait() -> None:
