@@ -18,6 +18,11 @@ from ray.util.metrics import Counter, Gauge, Histogram
 
 # Milliseconds; spans a small ONNX model (~1 ms) to a batched transformer under load (~1 s).
 LATENCY_BOUNDARIES_MS = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0]
+# Milliseconds to a generation's first token: from an encoder pass and one decoder step on an idle replica to a whole
+# batch's generation, when a request waits for the next batch, or several when it queues behind them.
+TTFT_BOUNDARIES_MS = [5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 30000.0, 60000.0]
+# Milliseconds between two tokens of one generation: a decoder step of the batch it runs in.
+INTER_TOKEN_BOUNDARIES_MS = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0]
 # Zero-shot labels come from clients: past this many distinct values per process they are counted as
 # OTHER_LABEL, so a client cannot blow up the number of Prometheus series.
 MAX_LABEL_VALUES = 100
@@ -83,6 +88,28 @@ class ServingMetrics:
             description="Prediction-log writer threads started again after an unexpected error stopped them.",
             tag_keys=("app",),
         )
+        self._generation_ttft_ms = Histogram(
+            "serving_generation_ttft_ms",
+            description="Time from parsed request to the first generated token, queueing included, in milliseconds.",
+            boundaries=TTFT_BOUNDARIES_MS,
+            tag_keys=("app",),
+        )
+        self._generation_inter_token_ms = Histogram(
+            "serving_generation_inter_token_ms",
+            description="Time between two consecutive tokens of one generation, in milliseconds.",
+            boundaries=INTER_TOKEN_BOUNDARIES_MS,
+            tag_keys=("app",),
+        )
+        self._generation_tokens = Counter(
+            "serving_generation_tokens",
+            description="Tokens generated, every request together; its rate is the app's tokens per second.",
+            tag_keys=("app",),
+        )
+        self._generation_queue_depth = Gauge(
+            "serving_generation_queue_depth",
+            description="Generation requests in the replica waiting for a batch to start them.",
+            tag_keys=("app",),
+        )
         self._label_values: set[str] = set()
         self._lock = threading.Lock()
 
@@ -110,6 +137,24 @@ class ServingMetrics:
     def log_writer_restarted(self, app: str) -> None:
         """Count one restart of the writer thread."""
         self._log_writer_restarts.inc(1, tags={"app": app})
+
+    def first_tokens(self, app: str, ttft_ms: Iterable[float]) -> None:
+        """Observe the time to first token of generations that just produced their first token."""
+        tags = {"app": app}
+        for value in ttft_ms:
+            self._generation_ttft_ms.observe(value, tags=tags)
+
+    def tokens_generated(self, app: str, tokens: int, inter_token_ms: Iterable[float]) -> None:
+        """Count `tokens` new tokens and observe the gaps before those that were not a generation's first."""
+        tags = {"app": app}
+        if tokens:
+            self._generation_tokens.inc(tokens, tags=tags)
+        for value in inter_token_ms:
+            self._generation_inter_token_ms.observe(value, tags=tags)
+
+    def generation_queue(self, app: str, requests: int) -> None:
+        """Set the number of generation requests waiting for a batch."""
+        self._generation_queue_depth.set(requests, tags={"app": app})
 
     def label_tag(self, label: str) -> str:
         """The tag value that counts `label`: its tag_value(), or OTHER_LABEL once MAX_LABEL_VALUES others were seen."""

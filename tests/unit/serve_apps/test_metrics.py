@@ -11,9 +11,11 @@ import pytest
 from serve_apps.common.metrics import (
     DIGEST_HEX_CHARS,
     DIGEST_PREFIX,
+    INTER_TOKEN_BOUNDARIES_MS,
     MAX_LABEL_VALUES,
     MAX_TAG_CHARS,
     OTHER_LABEL,
+    TTFT_BOUNDARIES_MS,
     ServingMetrics,
     tag_value,
 )
@@ -72,3 +74,17 @@ def test_tag_values_are_printable_ascii_bounded_and_distinct() -> None:
 def test_labels_in_any_script_are_counted() -> None:
     metrics = ServingMetrics()
     metrics.predictions("zero-shot", [["⚽ sports", "cooking"], ["\ud800", "a\x00b", "日本語" * 1000]], [1.0, 2.0])
+
+
+def test_generation_metrics_work_without_ray() -> None:
+    metrics = ServingMetrics()
+    metrics.first_tokens("plain-language", [12.5, 340.0])
+    metrics.tokens_generated("plain-language", 3, inter_token_ms=[4.0, 5.5])
+    metrics.tokens_generated("plain-language", 0, inter_token_ms=[])  # a step that produced nothing new
+    metrics.generation_queue("plain-language", 2)
+
+
+def test_generation_histograms_have_increasing_positive_boundaries() -> None:
+    # Ray refuses a histogram whose boundaries are not positive and increasing, when the replica starts.
+    for boundaries in (TTFT_BOUNDARIES_MS, INTER_TOKEN_BOUNDARIES_MS):
+        assert boundaries[0] > 0 and boundaries == sorted(set(boundaries))
