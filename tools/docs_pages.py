@@ -504,6 +504,7 @@ def _systems(rows: list[dict[str, str]]) -> list[str]:
     return [c.removesuffix("_rps") for c in columns if c.endswith("_rps") and not c.startswith("curve_")]
 
 
+MAX_X_LABELS = 8  # up to this many points every one is labelled on the x axis, else the first and the last
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#17becf", "#7f7f7f")
 
 
@@ -541,7 +542,8 @@ def svg_chart(
     for tick in ticks:
         parts.append(f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">{tick:g}</text>')
     parts.append(f'<text x="{left - 6}" y="{top - 8}" text-anchor="end">{unit_label}</text>')
-    for i in sorted({0, len(labels) - 1}):
+    shown = range(len(labels)) if len(labels) <= MAX_X_LABELS else sorted({0, len(labels) - 1})
+    for i in shown:
         parts.append(f'<text x="{x(i):.1f}" y="{height - bottom + 16}" text-anchor="middle">{labels[i]}</text>')
     for n, (name, points) in enumerate(series.items()):
         colour = PALETTE[n % len(PALETTE)]
@@ -570,7 +572,7 @@ def bench_history(history: Path) -> str:
     if not rows:
         return (
             '!!! info "No benchmark history in this build"\n\n'
-            "    This site was built without `reports/bench/history.csv` (`reports/` is not committed)."
+            "    This site was built without `reports/bench/history.csv`."
             " Run `nox -s bench` (each full run appends one line), then `nox -s docs` again: this section then"
             " shows the latest run and the history plots."
         )
@@ -588,12 +590,50 @@ def bench_history(history: Path) -> str:
     if ratios:
         lines += ["", "| figure | value |", "| --- | ---: |"]
         lines += [f"| `{c}` | {latest[c] or '–'} |" for c in ratios]
+    lines += _load_curve(latest)
     labels = [r.get("timestamp", "")[:16] for r in rows]
     throughput = {s: [_number(r.get(f"{s}_rps", "")) for r in rows] for s in systems}
     p95 = {s: [_number(r.get(f"{s}_p95_ms", "")) for r in rows] for s in systems}
     lines += ["", svg_chart("Throughput per run", "req/s", throughput, labels), ""]
     lines += [svg_chart("p95 latency per run (log scale)", "ms", p95, labels, log=True), ""]
     return "\n".join(lines)
+
+
+_CURVE_COLUMN = re.compile(r"^curve_(?P<system>.+)_(?P<clients>\d+)_rps$")
+
+
+def _load_curve(row: dict[str, str]) -> list[str]:
+    """The latest run's load curve (its `curve_<system>_<clients>_*` columns): throughput and p95 per client count."""
+    points: dict[str, set[int]] = {}
+    for column, value in row.items():
+        match = _CURVE_COLUMN.match(column)
+        if match and value:
+            points.setdefault(match["system"], set()).add(int(match["clients"]))
+    if not points:
+        return []
+    clients = sorted(set().union(*points.values()))
+    labels = [str(count) for count in clients]
+    throughput = {s: [_number(row.get(f"curve_{s}_{c}_rps", "")) for c in clients] for s in points}
+    p95 = {s: [_number(row.get(f"curve_{s}_{c}_p95_ms", "")) for c in clients] for s in points}
+    table = ["| clients | " + " | ".join(f"{s} req/s, p50 / p95 ms" for s in points) + " |"]
+    table.append("| ---: |" + " ---: |" * len(points))
+    for count in clients:
+        cells = [
+            f"{row.get(f'curve_{s}_{count}_rps') or '–'}, {row.get(f'curve_{s}_{count}_p50_ms') or '–'}"
+            f" / {row.get(f'curve_{s}_{count}_p95_ms') or '–'}"
+            for s in points
+        ]
+        table.append(f"| {count} | " + " | ".join(cells) + " |")
+    return [
+        "",
+        "Load curve of the latest run (closed-loop clients; one window per point):",
+        "",
+        *table,
+        "",
+        svg_chart("Throughput by clients (latest run)", "req/s", throughput, labels),
+        "",
+        svg_chart("p95 latency by clients (latest run, log scale)", "ms", p95, labels, log=True),
+    ]
 
 
 _GOAL = re.compile(r"^(?P<name>GOAL_[A-Z0-9_]+) = (?P<value>[^#\n]+?)[ \t]*(?:#[ \t]*(?P<note>.*))?$", re.MULTILINE)

@@ -133,18 +133,37 @@ def test_without_a_history_the_benchmarks_say_how_to_make_one(tmp_path: Path) ->
 def test_a_history_gives_the_latest_table_and_one_plot_line_per_system(tmp_path: Path) -> None:
     history = tmp_path / "history.csv"
     history.write_text(
-        "timestamp,commit,env,load_generator,naive_rps,naive_p95_ms,served_rps,served_p95_ms,curve_served_1_rps,"
-        "served_over_naive\n"
-        "2026-12-01T10:00:00,aaa,bench,wrk,40.0,500.0,600.0,30.0,80.0,15.0\n"
-        "2026-12-02T10:00:00,bbb,bench,wrk,42.0,480.0,,,81.0,\n"
+        "timestamp,commit,env,load_generator,naive_rps,naive_p95_ms,served_rps,served_p95_ms,served_over_naive\n"
+        "2026-12-01T10:00:00,aaa,bench,wrk,40.0,500.0,600.0,30.0,15.0\n"
+        "2026-12-02T10:00:00,bbb,bench,wrk,42.0,480.0,,,\n"
     )
     text = docs_pages.bench_history(history)
     assert "| naive | 42.0 | 480.0 |" in text
     assert "| served | – | – |" in text  # the latest run did not measure it
     assert "| `served_over_naive` | – |" in text
-    assert "curve_served" not in text
     assert text.count("<svg ") == 2
     assert text.count(">served</text>") == 2
+
+
+def test_the_latest_run_s_load_curve_is_a_table_and_two_plots(tmp_path: Path) -> None:
+    history = tmp_path / "history.csv"
+    columns = ["timestamp", "served_rps", "served_p95_ms"]
+    older = ["2026-12-01T10:00:00", "600.0", "30.0"]
+    latest = ["2026-12-02T10:00:00", "610.0", "29.0"]
+    for system, clients, rps in (("served", 1, "90.0"), ("served", 64, "700.0"), ("bentoml", 1, "50.0")):
+        columns += [
+            f"curve_{system}_{clients}_rps",
+            f"curve_{system}_{clients}_p50_ms",
+            f"curve_{system}_{clients}_p95_ms",
+        ]
+        older += ["1.0", "1.0", "1.0"]
+        latest += [rps, "10.00", "12.50"]
+    history.write_text("\n".join(",".join(line) for line in (columns, older, latest)) + "\n")
+    text = docs_pages.bench_history(history)
+    assert "| 1 | 90.0, 10.00 / 12.50 | 50.0, 10.00 / 12.50 |" in text
+    assert "| 64 | 700.0, 10.00 / 12.50 | –, – / – |" in text  # bentoml did not run at 64 clients
+    assert text.count("<svg ") == 4  # the history's two and the curve's two
+    assert ">64</text>" in text  # every client count labels the curve's x axis
 
 
 def test_without_a_reliability_report_the_page_says_how_to_make_one(tmp_path: Path) -> None:
