@@ -14,13 +14,16 @@ from typing import Any
 
 SETTINGS_ENV = "BENCH_ZERO_SHOT"
 
-# benchmarks/tuned_fastapi.py. Starting values, not yet the winners of a sweep on a quiet machine: replace them with
-# what `nox -s bench -- --tune-fastapi` picks (its smoke runs here, on a machine others loaded, favoured 2 workers).
-# Each can be overridden in the service's environment under its name; UVICORN_WORKERS goes to uvicorn's --workers.
+# benchmarks/tuned_fastapi.py, as `nox -s bench -- --tune-fastapi --repetitions 3 --duration-s 12` chose them on
+# 2026-12-04 (reports/bench/tuning-20261204T205118.json; median req/s at 16 clients): 2 workers 784 vs 1 worker
+# 521; 1 ONNX thread 885 vs 2 threads 519; batch 32 882, 8 867, 16 646; wait 2 ms 747, 5 ms 688, 0 ms 607. With 2
+# workers the rate is bimodal (about 880 or 620 req/s): the kernel spreads the 16 keep-alive connections over the
+# two processes unevenly at times, and then one of them is the bottleneck at 1 core. Each can be overridden in the
+# service's environment under its name; UVICORN_WORKERS goes to uvicorn's --workers.
 TUNED_FASTAPI: dict[str, int | float] = {
     "UVICORN_WORKERS": 2,  # processes, each with its own model, batcher and worker thread
     "TUNED_THREADS": 1,  # ONNX Runtime intra-op threads of the worker thread's model calls
-    "TUNED_MAX_BATCH_SIZE": 16,  # most requests in one model call
+    "TUNED_MAX_BATCH_SIZE": 32,  # most requests in one model call
     "TUNED_MAX_WAIT_MS": 2,  # longest the oldest request of a batch that is not full waits for more
 }
 
