@@ -5,6 +5,7 @@ Every key path remembers the layer that last set it, so an error can name the fi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,7 +60,18 @@ class Sources:
 
     def files_setting(self, path: str) -> list[str]:
         """The files that set `path` or a key below it, sorted."""
-        return sorted({f for p, f in self.file_of.items() if p == path or p.startswith((f"{path}.", f"{path}["))})
+        return sorted(self._files_below.get(path, ()))
+
+    @functools.cached_property
+    def _files_below(self) -> dict[str, set[str]]:
+        """Each key path → the files that set it or a key below it. Built once: the parity report asks for every
+        stated field of every app, and scanning file_of for each made rendering quadratic in the number of apps."""
+        below: dict[str, set[str]] = {}
+        for path, file in self.file_of.items():
+            while path:
+                below.setdefault(path, set()).add(file)
+                path = parent(path)
+        return below
 
 
 def join(path: str, key: str) -> str:
