@@ -9,6 +9,9 @@ latency, from the metrics Ray Serve exports (render/ray_metrics.py), then three 
   (the budget is really going) and a short one (it still is, so the alert clears soon after the fault does).
   14.4x over 1 h spends 2 % of a 30-day budget in that hour; 6x over 6 h, 5 %. `for:` as Pyrra renders them.
 - ServingLatencyP95High: the p95 over 5 minutes above `slo.p95_ms` for 10 minutes.
+- ServingTTFTP95High, for an app that declares `slo.ttft_p95_ms` (only one that streams tokens may): the p95 time to
+  first token over 5 minutes above it for 10 minutes, from the app's own histogram (serving_generation_ttft_ms,
+  labelled `app`), which counts the wait for a batch the ingress latency of a stream cannot show.
 
 Only 5xx count against the error budget: a 4xx is a request the client got wrong (the fuzz tests send thousands),
 and Ray's 408 for `request_timeout_s` shares its code with the apps' 408 for a stalled body; such a request's
@@ -21,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from render.ray_metrics import HTTP_LATENCY_MS, HTTP_REQUESTS
+from render.ray_metrics import GENERATION_TTFT_MS, HTTP_LATENCY_MS, HTTP_REQUESTS
 
 if TYPE_CHECKING:
     from render.plan import EnvPlan
@@ -51,6 +54,8 @@ LATENCY_WINDOW = "5m"
 LATENCY_FOR = "10m"
 LATENCY_SEVERITY = "warning"
 ALERTS = (*(b.alert for b in BURN_RATES), LATENCY_ALERT)
+# Rendered only for an app that declares slo.ttft_p95_ms.
+TTFT_ALERT = "ServingTTFTP95High"
 # Every window an error ratio is recorded over: the burn rates' short and long ones.
 RATIO_WINDOWS = ("5m", "30m", "1h", "6h")
 BY = "namespace, application"
@@ -67,6 +72,8 @@ def error_ratio_record(window: str) -> str:
 
 
 P95_RECORD = f"namespace_application:serve_http_request_latency_ms:p95_rate{LATENCY_WINDOW}"
+# The apps' own metrics carry the application's name as `app` (serve_apps/common/metrics.py).
+TTFT_P95_RECORD = f"namespace_app:serving_generation_ttft_ms:p95_rate{LATENCY_WINDOW}"
 
 
 def _number(value: float) -> str:
@@ -134,7 +141,35 @@ def _rules(plan: EnvPlan, namespace: str, app: App, runbook: str) -> list[dict[s
             },
         }
     )
+    if slo.ttft_p95_ms is not None:
+        rules += _ttft_rules(namespace, app, env, slo.ttft_p95_ms, runbook)
     return rules
+
+
+def _ttft_rules(namespace: str, app: App, env: str, limit_ms: float, runbook: str) -> list[dict[str, Any]]:
+    selector = f'namespace="{namespace}",app="{app.name}"'
+    own = {"application": app.name}
+    limit = _number(limit_ms)
+    return [
+        {
+            "record": TTFT_P95_RECORD,
+            "expr": f"histogram_quantile(0.95, sum by (namespace, app, le)"
+            f" (rate({GENERATION_TTFT_MS}_bucket{{{selector}}}[{LATENCY_WINDOW}])))",
+            "labels": own,
+        },
+        {
+            "alert": TTFT_ALERT,
+            "expr": f"{TTFT_P95_RECORD}{{{selector}}} > {limit}",
+            "for": LATENCY_FOR,
+            "labels": {"severity": LATENCY_SEVERITY, "env": env, **own},
+            "annotations": {
+                "summary": f"{app.name} in {env}: p95 time to first token above its {limit} ms SLO",
+                "description": f"The 95th percentile of the time {app.name}'s replicas took from a parsed request to"
+                f" its first token, over {LATENCY_WINDOW}, has stayed above {limit} ms for {LATENCY_FOR}.",
+                "runbook_url": f"{runbook}#{TTFT_ALERT.lower()}",
+            },
+        },
+    ]
 
 
 def browse_url(repo_url: str) -> str:

@@ -3,7 +3,9 @@
 
 A row per app: request rate by status code; 5xx and 4xx ratios against `slo.error_rate`; p50/p95/p99 against
 `slo.p95_ms`; replicas running and target; requests in progress per replica; model load time; prediction-log rows
-waiting and dropped. A last row: each Ray node's CPU use, and GPU use when the environment has GPU worker groups.
+waiting and dropped. An app that streams tokens also gets its time to first token (p50/p95, against
+`slo.ttft_p95_ms` when set), tokens per second, inter-token latency and requests waiting for a batch. A last row:
+each Ray node's CPU use, and GPU use when the environment has GPU worker groups.
 
 No batch-size panel: the apps batch with their own Batcher (serve_apps/common/batching.py), which exports no metric,
 and Ray's serve_actual_batch_size (ray/serve/batching.py) comes only from `@serve.batch`, which they do not use.
@@ -25,7 +27,7 @@ from grafana_foundation_sdk.models.dashboard import DataSourceRef, Threshold, Th
 from render import ray_metrics as m
 
 if TYPE_CHECKING:
-    from render.plan import EnvPlan
+    from render.plan import AppPlan, EnvPlan
     from render.spec.models import App
 
 SIDECAR_LABEL = {"grafana_dashboard": "1"}
@@ -165,6 +167,47 @@ def _app_panels(ids: _Ids, namespace: str, app: App) -> list[Panel]:
     ]
 
 
+def _generation_panels(ids: _Ids, namespace: str, app: App) -> list[Panel]:
+    own = f'namespace="{namespace}",app="{app.name}"'
+
+    def quantile(metric: str, q: float) -> str:
+        return f"histogram_quantile({q}, sum by (le) (rate({metric}_bucket{{{own}}}[{RATE}])))"
+
+    ttft = _panel(
+        ids,
+        "Time to first token",
+        f"From a parsed request to its first token, waiting for a batch included ({m.GENERATION_TTFT_MS})"
+        + (f"; the red line is the SLO ({app.slo.ttft_p95_ms:g} ms)." if app.slo.ttft_p95_ms is not None else "."),
+        "ms",
+        {f"p{round(q * 100)}": quantile(m.GENERATION_TTFT_MS, q) for q in (0.5, 0.95)},
+    )
+    return [
+        ttft if app.slo.ttft_p95_ms is None else _slo_line(ttft, app.slo.ttft_p95_ms),
+        _panel(
+            ids,
+            "Tokens per second",
+            f"Tokens generated per second, every replica and request together ({m.GENERATION_TOKENS}).",
+            "none",
+            {"tokens/s": f"sum(rate({m.GENERATION_TOKENS}{{{own}}}[{RATE}]))"},
+        ),
+        _panel(
+            ids,
+            "Inter-token latency",
+            f"Time between two tokens of one generation: a decoder step of its batch ({m.GENERATION_INTER_TOKEN_MS}).",
+            "ms",
+            {f"p{round(q * 100)}": quantile(m.GENERATION_INTER_TOKEN_MS, q) for q in (0.5, 0.95)},
+        ),
+        _panel(
+            ids,
+            "Waiting for a batch",
+            f"Generation requests queued in the replicas for the next batch ({m.GENERATION_QUEUE_DEPTH}); each adds"
+            " to its time to first token.",
+            "none",
+            {"requests": f"sum({m.GENERATION_QUEUE_DEPTH}{{{own}}})"},
+        ),
+    ]
+
+
 def _cluster_panels(ids: _Ids, namespace: str, gpus: bool) -> list[Panel]:
     selector = f'namespace="{namespace}"'
     panels = [
@@ -189,6 +232,13 @@ def _cluster_panels(ids: _Ids, namespace: str, gpus: bool) -> list[Panel]:
     return panels
 
 
+def _row_panels(ids: _Ids, namespace: str, app_plan: AppPlan) -> list[Panel]:
+    panels = _app_panels(ids, namespace, app_plan.app)
+    if app_plan.streams_tokens:
+        panels += _generation_panels(ids, namespace, app_plan.app)
+    return panels
+
+
 def dashboard_json(plan: EnvPlan, namespace: str) -> str:
     """The dashboard of one environment as Grafana's JSON model, keys sorted: the same plan gives the same bytes."""
     ids = _Ids()
@@ -201,9 +251,9 @@ def dashboard_json(plan: EnvPlan, namespace: str) -> str:
         .refresh("30s")
         .with_variable(DatasourceVariable("datasource").label("Prometheus").type("prometheus"))
     )
-    for app in plan.spec.apps:
-        board = board.with_row(Row(app.name).id(ids.next()))
-        for panel in _app_panels(ids, namespace, app):
+    for app_plan in plan.apps:
+        board = board.with_row(Row(app_plan.app.name).id(ids.next()))
+        for panel in _row_panels(ids, namespace, app_plan):
             board = board.with_panel(panel)
     board = board.with_row(Row("Cluster").id(ids.next()))
     for panel in _cluster_panels(ids, namespace, any(g.num_gpus for g in plan.spec.worker_groups)):

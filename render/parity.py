@@ -156,6 +156,7 @@ def report(plan: EnvPlan, output: TargetOutput) -> str:
             ignored_here=[{"path": r.path, "how": r.honour.how, "files": r.files} for r in ignored if r.here],
             ignored_inherited=[{"path": r.path, "how": r.honour.how, "files": r.files} for r in ignored if not r.here],
             sizing=output.sizing,
+            streaming=output.streaming,
             native=[body.path for body in output.native],
         )
     )

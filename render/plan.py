@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from render.spec.builders import app_args_type, streams_tokens
 from render.spec.clusters import Cluster
 from render.spec.load import app_args
 from render.spec.models import App, Deployment, SecretRef, Spec
@@ -34,11 +35,13 @@ WARM_WORKERS_IMPORT_PATH = "serve_apps.warm_workers:app_builder"
 
 @dataclass(frozen=True)
 class AppPlan:
-    """One app with its Serve application config (the shape of Ray's ServeApplicationSchema)."""
+    """One app with its Serve application config (the shape of Ray's ServeApplicationSchema), and whether it streams
+    tokens (its Args model says so: render/spec/builders.py)."""
 
     app: App
     serve_application: dict[str, Any]
     secrets: dict[str, SecretRef]
+    streams_tokens: bool
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,12 @@ def plan_app(spec: Spec, app: App) -> AppPlan:
         "deployments": [deployment_config(d) for d in app.deployments],
         "logging_config": {"enable_access_log": spec.env.serve.access_log},
     }
-    return AppPlan(app=app, serve_application=serve_application, secrets={**spec.env.secrets, **app.secrets})
+    return AppPlan(
+        app=app,
+        serve_application=serve_application,
+        secrets={**spec.env.secrets, **app.secrets},
+        streams_tokens=streams_tokens(app_args_type(app.import_path)),
+    )
 
 
 def plan_env(spec: Spec, clusters: dict[str, Cluster]) -> EnvPlan:

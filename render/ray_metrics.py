@@ -35,6 +35,14 @@ REPLICA_ONGOING = "ray_serve_replica_processing_queries"
 LOG_BUFFER_ROWS = "ray_serving_prediction_log_buffer_rows"
 # Same file: serving_prediction_log_dropped_rows {app}, rows dropped (buffer full, or refused on every try).
 LOG_DROPPED_ROWS = "ray_serving_prediction_log_dropped_rows_total"
+# Same file: serving_generation_ttft_ms {app}, a histogram of the time to a generation's first token.
+GENERATION_TTFT_MS = "ray_serving_generation_ttft_ms"
+# Same file: serving_generation_inter_token_ms {app}, a histogram of the time between two tokens of a generation.
+GENERATION_INTER_TOKEN_MS = "ray_serving_generation_inter_token_ms"  # noqa: S105 - a metric name, not a secret
+# Same file: serving_generation_tokens {app}, tokens generated; its rate is tokens per second.
+GENERATION_TOKENS = "ray_serving_generation_tokens_total"
+# Same file: serving_generation_queue_depth {app}, generation requests waiting for a batch, per replica.
+GENERATION_QUEUE_DEPTH = "ray_serving_generation_queue_depth"
 # ray/dashboard/modules/reporter/reporter_agent.py: node_cpu_utilization {ip, IsHeadNode, RayNodeType, ...}, percent.
 NODE_CPU_PERCENT = "ray_node_cpu_utilization"
 # Same file: node_gpus_utilization {ip, GpuIndex, GpuDeviceName, ...}, percent, on nodes with a GPU.

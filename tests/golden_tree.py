@@ -1,7 +1,8 @@
 """Golden files of the rendered fixture repos: compare (tests) and regenerate (`nox -s update_golden`).
 
 tests/fixtures/repo (KubeRay envs) renders to tests/golden/, tests/fixtures/repo_targets (ECS and Cloud Run envs)
-to tests/golden_targets/.
+to tests/golden_targets/, tests/fixtures/repo_streaming (an app that streams tokens, on each target) to
+tests/golden_streaming/.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ FIXTURE_REPO = Path(__file__).parent / "fixtures" / "repo"
 GOLDEN_DIR = Path(__file__).parent / "golden"
 TARGETS_REPO = Path(__file__).parent / "fixtures" / "repo_targets"
 TARGETS_GOLDEN_DIR = Path(__file__).parent / "golden_targets"
-GOLDEN_TREES = {FIXTURE_REPO: GOLDEN_DIR, TARGETS_REPO: TARGETS_GOLDEN_DIR}
+STREAMING_REPO = Path(__file__).parent / "fixtures" / "repo_streaming"
+STREAMING_GOLDEN_DIR = Path(__file__).parent / "golden_streaming"
+GOLDEN_TREES = {FIXTURE_REPO: GOLDEN_DIR, TARGETS_REPO: TARGETS_GOLDEN_DIR, STREAMING_REPO: STREAMING_GOLDEN_DIR}
 
 
 def render_fixture(repo: Path = FIXTURE_REPO) -> dict[str, str]:

@@ -473,6 +473,12 @@ def alerts_table() -> str:
     latency = alerts.LATENCY_ALERT
     when = f"p95 latency at the Serve ingress over {alerts.LATENCY_WINDOW} above `slo.p95_ms`"
     lines.append(f"| `{latency}` | {alerts.LATENCY_SEVERITY} | {when} | {alerts.LATENCY_FOR} | `#{latency.lower()}` |")
+    ttft = alerts.TTFT_ALERT
+    when = (
+        f"p95 time to first token over {alerts.LATENCY_WINDOW} above `slo.ttft_p95_ms` (apps that stream tokens and"
+        " declare it)"
+    )
+    lines.append(f"| `{ttft}` | {alerts.LATENCY_SEVERITY} | {when} | {alerts.LATENCY_FOR} | `#{ttft.lower()}` |")
     return "\n".join(lines)
 
 

@@ -7,7 +7,6 @@ problem found across all of them, each located by file and key path.
 from __future__ import annotations
 
 import difflib
-import importlib
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from render.errors import Problem, SpecError
+from render.spec.builders import app_args_type
 from render.spec.clusters import Cluster, Clusters
 from render.spec.models import App, Spec
 from render.spec.nodes import NodeType, NodeTypes
@@ -348,18 +348,6 @@ def _apps_that_parse(merged: dict[str, Any]) -> list[App | None]:
         except ValidationError:
             parsed.append(None)
     return parsed
-
-
-def app_args_type(import_path: str) -> type[BaseModel]:
-    """The pydantic Args model that the app builder at `import_path` takes (Ray's typed app builder)."""
-    module_name, attribute = import_path.split(":")
-    builder = getattr(importlib.import_module(module_name), attribute)
-    hints = typing.get_type_hints(builder)
-    hints.pop("return", None)
-    args_type = next(iter(hints.values()), None)
-    if not (isinstance(args_type, type) and issubclass(args_type, BaseModel)):
-        raise TypeError(f"{import_path} does not take a pydantic Args model as its first parameter")
-    return args_type
 
 
 def app_args(app: App) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from render.spec.base import EnvVarName, K8sName, StrictModel
+from render.spec.builders import app_args_type, streams_tokens
 from render.spec.overlay import Sources
 from render.spec.packing import GpuDemand, GpuNode, unplaced_replicas
 from render.spec.rules import rule_error
@@ -272,6 +273,35 @@ class Slo(StrictModel):
     min_rps: Annotated[
         float, Field(ge=0, le=1_000_000, description="Lowest acceptable throughput, in requests per second.")
     ]
+    ttft_p95_ms: Annotated[
+        float | None,
+        Field(
+            default=None,
+            gt=0,
+            le=600_000,
+            description=(
+                "95th percentile time to first token, in milliseconds, of an app that streams tokens (its Args model"
+                " says streams_tokens): the threshold of the ServingTTFTP95High alert and of the load test's TTFT"
+                " gate. Unset: neither. The first token waits for the batch before it to finish, so this is what"
+                " autoscaling_config.target_ongoing_requests and batching.max_batch_size hold down (docs: Operations,"
+                " Generation apps)."
+            ),
+        ),
+    ]
+
+    @model_validator(mode="after")
+    def ttft_p95_ms_le_p95_ms(self) -> Slo:
+        if self.ttft_p95_ms is not None and self.ttft_p95_ms > self.p95_ms:
+            raise rule_error(
+                "ttft_p95_ms_le_p95_ms",
+                field="ttft_p95_ms",
+                got=self.ttft_p95_ms,
+                rule=f"ttft_p95_ms must be <= p95_ms ({self.p95_ms:g}): a first token cannot come after the whole"
+                " answer",
+                hint="lower ttft_p95_ms, or raise p95_ms (the latency of the whole answer, a stream included)",
+                related=("p95_ms",),
+            )
+        return self
 
 
 class AutoscalingConfig(StrictModel):
@@ -591,6 +621,28 @@ class Spec(StrictModel):
                         " stored key that never rotates",
                         hint=self.env.target.aws_identity_hint,
                         related=("env.tier",),
+                    )
+                )
+        return self
+
+    @model_validator(mode="after")
+    def ttft_slo_needs_streaming_app(self) -> Spec:
+        for i, app in enumerate(self.apps):
+            if app.slo.ttft_p95_ms is None:
+                continue
+            try:
+                args_type = app_args_type(app.import_path)
+            except (ImportError, AttributeError, TypeError, ValueError):
+                continue  # the args check reports an import_path that does not load (render/spec/load.py)
+            if not streams_tokens(args_type):
+                self._broken.append(
+                    rule_error(
+                        "ttft_slo_needs_streaming_app",
+                        field=f"apps.{i}.slo.ttft_p95_ms",
+                        got=app.slo.ttft_p95_ms,
+                        rule=f"{app.import_path} does not stream tokens ({args_type.__name__} does not declare"
+                        " streams_tokens), so it has no first token to time",
+                        hint="remove ttft_p95_ms; slo.p95_ms bounds the app's whole answers",
                     )
                 )
         return self

@@ -225,6 +225,8 @@ class TargetOutput:
     parity: spec field path → how this target honours it, for every field not in COMMON_PARITY and not
         the target's own config (those are exact by construction).
     sizing: one line per approximation the target made with this environment's numbers.
+    streaming: for each app that streams tokens, what carries its streams on this target and what bounds them
+        (render/targets/streaming.py).
     """
 
     manifests: list[dict[str, Any]]
@@ -233,3 +235,4 @@ class TargetOutput:
     native: list[NativeBody] = field(default_factory=list)
     ignore_differences: list[dict[str, Any]] = field(default_factory=list)
     sizing: list[str] = field(default_factory=list)
+    streaming: list[str] = field(default_factory=list)

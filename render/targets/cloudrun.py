@@ -26,7 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from render.spec.base import K8sName
 from render.spec.rules import rule_error
-from render.targets import aws_iam, single_node
+from render.targets import aws_iam, single_node, streaming
 from render.targets.base import (
     Honour,
     NativeBody,
@@ -42,6 +42,7 @@ from render.targets.base import (
 )
 from render.validate.cloudrun import CPU_VALUES, GPU_MINIMUMS, MAX_CONCURRENCY, MEMORY_MAX_MIB, MEMORY_MIN_MIB
 from serve_apps.common.web_identity import AUDIENCE_ENV, ROLE_ARN_ENV, SESSION_NAME_ENV
+from serve_apps.entrypoint import STOP_RESERVE_S
 
 if TYPE_CHECKING:
     from render.plan import AppPlan, EnvPlan
@@ -61,6 +62,10 @@ MEMORY_STEP_MIB = 256
 # (https://cloud.google.com/run/docs/container-contract, "Instance shutdown"; https://cloud.google.com/blog/topics/
 # developers-practitioners/graceful-shutdowns-cloud-run-deep-dive).
 SHUTDOWN_GRACE_S = 10
+# https://cloud.google.com/run/docs/configuring/request-timeout: a service must answer within its request timeout, 300 s
+# unless set, at most 3600 s; past it Cloud Run closes the connection (a 504 when nothing was sent yet).
+DEFAULT_REQUEST_TIMEOUT_S = 300
+MAX_REQUEST_TIMEOUT_S = 3600
 _EPS = 1e-4
 # The audience the services ask the metadata server to put in their ID tokens, and the trust pins (`oaud`). The same
 # value as the EKS trust's `aud` (aws_iam.irsa_trust): the token is meant for AWS STS and nothing else.
@@ -586,6 +591,38 @@ def _sizing(plan: EnvPlan, app: App) -> list[str]:
     return lines
 
 
+def _streaming(plan: EnvPlan) -> list[str]:
+    timeout = plan.spec.env.serve.request_timeout_s
+    bound = (
+        f"the service's request timeout, {math.ceil(timeout)} s (env.serve.request_timeout_s rounded up)"
+        if timeout is not None
+        else f"Cloud Run's default request timeout, {DEFAULT_REQUEST_TIMEOUT_S} s (env.serve.request_timeout_s is"
+        f" unset; it takes up to {MAX_REQUEST_TIMEOUT_S} s)"
+    )
+    lines = []
+    for app_plan in streaming.streaming_apps(plan):
+        app = app_plan.app
+        lines.append(streaming.proxy_line(plan, app_plan))
+        # Cloud Run streams a response as the container writes it, server-sent events included, and a streamed
+        # response is not held to the 32 MiB of a buffered HTTP/1 one (Google Cloud blog, "Introducing HTTP/gRPC
+        # server streaming for Cloud Run"; https://cloud.google.com/run/quotas).
+        lines.append(
+            f"{app.name}: Cloud Run passes a streamed answer on as the container writes it (server-side HTTP"
+            f" streaming, server-sent events included); {bound} bounds the whole request, the stream included:"
+            " past it Cloud Run closes the connection, and a stream already started ends without its `done` event"
+        )
+        lines.append(
+            f"{app.name}: a stream counts against the instance's containerConcurrency ({_concurrency(app)}) for its"
+            " whole length, and Cloud Run's autoscaler sees it in flight until it ends"
+        )
+        platform = (
+            f"{SHUTDOWN_GRACE_S - STOP_RESERVE_S:g} s (Cloud Run's fixed {SHUTDOWN_GRACE_S} s between SIGTERM and"
+            f" SIGKILL, less {STOP_RESERVE_S:g} s to stop Serve and Ray)"
+        )
+        lines.append(streaming.drain_line(app_plan, "an instance", platform))
+    return lines
+
+
 def _parity(target: CloudRunTargetConfig) -> dict[str, Honour]:
     per_instance = "the instance is one Ray node sized from the app's deployments (see Sizing)"
     return {
@@ -603,7 +640,8 @@ def _parity(target: CloudRunTargetConfig) -> dict[str, Honour]:
         "env.serve.warm_workers": ignored(single_node.WARM_WORKERS_PARITY),
         **single_node.slo_alerts_parity(
             "Cloud Monitoring alert policies on run.googleapis.com/request_latencies and request_count by"
-            " response_code_class"
+            " response_code_class",
+            "a Managed Service for Prometheus sidecar scraping it, and a Cloud Monitoring alert policy on its p95",
         ),
         "apps[].model.uri": exact(
             "args.model.uri in the Serve config; an s3:// model is read as env.target.aws_role_arn, assumed with the"
@@ -685,5 +723,10 @@ def build(plan: EnvPlan) -> TargetOutput:
         serve_configs[f"{v2.path}: {single_node.SERVE_CONFIG_ENV}"] = single_node.serve_config_text(plan, app_plan)
         sizing += _sizing(plan, app)
     return TargetOutput(
-        manifests=manifests, serve_configs=serve_configs, parity=_parity(target), native=native, sizing=sizing
+        manifests=manifests,
+        serve_configs=serve_configs,
+        parity=_parity(target),
+        native=native,
+        sizing=sizing,
+        streaming=_streaming(plan),
     )

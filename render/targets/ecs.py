@@ -26,7 +26,7 @@ from pydantic_core import PydanticCustomError
 from render.spec.base import K8sName, StrictModel
 from render.spec.rules import rule_error
 from render.spec.secrets import SECRETS_MANAGER_ARN_PATTERN
-from render.targets import aws_iam, single_node
+from render.targets import aws_iam, single_node, streaming
 from render.targets.base import (
     Honour,
     NativeBody,
@@ -564,6 +564,64 @@ def _sizing(plan: EnvPlan, app: App) -> list[str]:
     return lines
 
 
+# An ALB closes a client or target connection on which no data was sent or received for its idle timeout (60 s by
+# default: render.spec.models.ALB_IDLE_TIMEOUT_S), which takes 1-4000 s; AWS documents no response buffering for an
+# ALB, only this timeout. docs.aws.amazon.com/elasticloadbalancing/latest/application/edit-load-balancer-attributes.html
+# ("Connection idle timeout").
+ALB_IDLE_TIMEOUT_RANGE_S = (1, 4000)
+
+
+def _streaming(plan: EnvPlan) -> list[str]:
+    from render.spec.models import ALB_IDLE_TIMEOUT_S  # not at the top: render.spec.models imports the targets
+
+    target = target_of(plan, EcsTargetConfig)
+    lines = []
+    for app_plan in streaming.streaming_apps(plan):
+        app = app_plan.app
+        lines.append(streaming.proxy_line(plan, app_plan))
+        low, high = ALB_IDLE_TIMEOUT_RANGE_S
+        if app.name in target.load_balancers:
+            lines.append(
+                f"{app.name}: clients reach it through the ALB of env.target.load_balancers.{app.name} (yours, not"
+                " rendered). Its connection idle timeout (load balancer attribute idle_timeout.timeout_seconds,"
+                f" {ALB_IDLE_TIMEOUT_S} s unless changed, {low}-{high} s) closes a connection on which no byte moved"
+                " for that long: the first token, every gap between tokens and a whole POST /generate answer (nothing"
+                " is sent before its text is complete) must come within it. AWS documents no response buffering for"
+                " an ALB; a stream through one is not tested here"
+            )
+        else:
+            lines.append(
+                f"{app.name}: no load balancer in env.target.load_balancers: clients reach the tasks directly, and"
+                " only the proxy's timeout above bounds a stream"
+            )
+        if _autoscaled(app):
+            lines.append(
+                f"{app.name}: ALBRequestCountPerTarget counts requests as they arrive, not how long they last: tasks"
+                " busy with long streams look no busier than tasks answering short requests; metric: cpu follows the"
+                " decoding work instead"
+                if target.scaling.metric == "alb_requests"
+                else f"{app.name}: target tracking on CPU ({target.scaling.cpu_percent:g} %) follows the decoding"
+                " work, streams included"
+            )
+        if app.name in target.load_balancers:
+            # docs.aws.amazon.com/AmazonECS/latest/bestpracticesguide/load-balancer-connection-draining.html: ECS
+            # deregisters a stopping task and waits out the target group's deregistration delay before its SIGTERM;
+            # docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-target-groups.html: 300 s by
+            # default, during which the ALB lets in-flight requests complete.
+            lines.append(
+                f"{app.name}: before a stopping task gets its SIGTERM, ECS deregisters it from the target group and"
+                " waits out the group's deregistration delay (300 s unless changed), in which its streams in flight"
+                " go on"
+            )
+        stop = stop_timeout_s(plan)
+        platform = (
+            f"{stop - STOP_RESERVE_S:g} s (the container's stopTimeout, {stop} s, less {STOP_RESERVE_S:g} s to stop"
+            " Serve and Ray)"
+        )
+        lines.append(streaming.drain_line(app_plan, "a task", platform))
+    return lines
+
+
 def _parity(target: EcsTargetConfig) -> dict[str, Honour]:
     per_task = "the task is one Ray node sized from the app's deployments (see Sizing)"
     gpu = (
@@ -586,7 +644,8 @@ def _parity(target: EcsTargetConfig) -> dict[str, Honour]:
         "env.serve.throughput_optimized": exact(single_node.THROUGHPUT_PARITY),
         "env.serve.warm_workers": ignored(single_node.WARM_WORKERS_PARITY),
         **single_node.slo_alerts_parity(
-            "CloudWatch alarms on the load balancer's p95 TargetResponseTime and target 5XX count"
+            "CloudWatch alarms on the load balancer's p95 TargetResponseTime and target 5XX count",
+            "a CloudWatch agent or ADOT collector beside the task scraping it, and a CloudWatch alarm on its p95",
         ),
         "head_group.num_cpus": ignored(f"no separate head: {per_task}, plus a fixed Ray overhead"),
         "head_group.memory_gib": ignored(f"no separate head: {per_task}, plus a fixed Ray overhead"),
@@ -672,4 +731,5 @@ def build(plan: EnvPlan) -> TargetOutput:
         native=native,
         ignore_differences=ignore,
         sizing=sizing,
+        streaming=_streaming(plan),
     )

@@ -14,7 +14,7 @@ from render.spec.base import K8sName, StrictModel
 from render.spec.nodes import NodeSettings, NodeType, accelerator_selector
 from render.spec.rules import rule_error
 from render.spec.secrets import SecretRef
-from render.targets import aws_iam
+from render.targets import aws_iam, streaming
 from render.targets.base import Honour, TargetConfigBase, TargetOutput, exact, refused, secret_parity, target_of
 from render.targets.node_fit import node_errors
 
@@ -457,6 +457,11 @@ def _parity() -> dict[str, Honour]:
             f" ({', '.join(b.alert for b in alerts.BURN_RATES)}) and the SLO line of the dashboard's errors panel;"
             " read by load tests and benchmarks"
         ),
+        "apps[].slo.ttft_p95_ms": exact(
+            f"threshold of the PrometheusRule's {alerts.TTFT_ALERT} alert, from the app's own time-to-first-token"
+            " histogram, and the SLO line of the dashboard's time-to-first-token panel; read by load tests; only an"
+            " app that streams tokens may set it (ttft_slo_needs_streaming_app)"
+        ),
         "apps[].deployments[].num_replicas": exact(f"num_replicas {ray}"),
         **{
             f"apps[].deployments[].autoscaling_config.{name}": exact(f"autoscaling_config.{name} {ray}")
@@ -472,6 +477,32 @@ def _parity() -> dict[str, Honour]:
         "apps[].deployments[].ray_actor_options.num_gpus": exact(f"ray_actor_options.num_gpus {ray}; fractions share"),
         "apps[].deployments[].ray_actor_options.memory_gib": exact(f"ray_actor_options.memory (bytes) {ray}"),
     }
+
+
+def _streaming(plan: EnvPlan) -> list[str]:
+    lines = []
+    for app_plan in streaming.streaming_apps(plan):
+        app = app_plan.app
+        lines.append(streaming.proxy_line(plan, app_plan))
+        lines.append(
+            f"{app.name}: what reaches the proxy from outside the cluster (an Ingress or a load balancer in front"
+            " of the serve Service: not rendered) must pass the stream on unbuffered, and its own idle and request"
+            " timeouts bound the stream too"
+        )
+        for deployment in app.deployments:
+            scaling = deployment.autoscaling_config
+            held = (
+                f"Serve's autoscaler counts it as ongoing until it ends and aims at target_ongoing_requests"
+                f" {scaling.target_ongoing_requests:g} per replica"
+                if scaling is not None
+                else f"num_replicas {deployment.num_replicas} is fixed"
+            )
+            lines.append(
+                f"{app.name}: a stream holds a slot of a {deployment.name} replica (max_ongoing_requests"
+                f" {deployment.max_ongoing_requests}) for its whole length; {held}"
+            )
+        lines.append(streaming.drain_line(app_plan, "a replica", None))
+    return lines
 
 
 def build(plan: EnvPlan) -> TargetOutput:
@@ -492,4 +523,5 @@ def build(plan: EnvPlan) -> TargetOutput:
             f"RayService/{service['metadata']['name']}: spec.serveConfigV2": service["spec"]["serveConfigV2"]
         },
         parity=_parity(),
+        streaming=_streaming(plan),
     )

@@ -182,15 +182,26 @@ WARM_WORKERS_PARITY = (
 )
 
 
-def slo_alerts_parity(follow_up: str) -> dict[str, Honour]:
+def slo_alerts_parity(follow_up: str, ttft_follow_up: str) -> dict[str, Honour]:
     """How a single-node target honours the SLOs the KubeRay target turns into alerts: the toolkit reads them, no
-    alert is rendered yet; `follow_up` says what would carry them on this platform. Information, not a warning:
-    there is nothing for the environment to change."""
+    alert is rendered yet; `follow_up` says what would carry them on this platform, `ttft_follow_up` what would carry
+    the time to first token, which only the app itself measures. Information, not a warning: there is nothing for
+    the environment to change."""
     how = (
         "read by load tests and benchmarks; production alerts not rendered for this target (follow-up:"
         f" {follow_up}; the KubeRay target renders a PrometheusRule)"
     )
-    return {"apps[].slo.p95_ms": not_deployed(how), "apps[].slo.error_rate": not_deployed(how)}
+    ttft = (
+        "read by load tests (their TTFT gate); production alerts not rendered for this target: the platform sees"
+        " requests, not tokens, and the app's serving_generation_ttft_ms histogram is on Ray's metrics port, which"
+        f" nothing scrapes here (follow-up: {ttft_follow_up}); only an app that streams tokens may set it"
+        " (ttft_slo_needs_streaming_app)"
+    )
+    return {
+        "apps[].slo.p95_ms": not_deployed(how),
+        "apps[].slo.error_rate": not_deployed(how),
+        "apps[].slo.ttft_p95_ms": not_deployed(ttft),
+    }
 
 
 def container_env(plan: EnvPlan, app_plan: AppPlan) -> list[dict[str, str]]:

@@ -10,14 +10,23 @@ from typing import Any
 
 import pytest
 
-from render.alerts import ALERTS, LATENCY_ALERT, P95_RECORD, browse_url, error_ratio_record
+from render.alerts import (
+    ALERTS,
+    LATENCY_ALERT,
+    P95_RECORD,
+    TTFT_ALERT,
+    TTFT_P95_RECORD,
+    browse_url,
+    error_ratio_record,
+)
 from render.pipeline import render_repo
-from tests.golden_tree import TARGETS_REPO, render_fixture
+from tests.golden_tree import STREAMING_REPO, TARGETS_REPO, render_fixture
 from tests.promtool import rule_groups
 from tests.unit.render.conftest import app, edit
 
 ROOT = Path(__file__).parents[3]
 PROD_RULE = "prod/monitoring.coreos.com.PrometheusRule-models-slo.yaml"
+STREAMING_RULE = "kuberay/monitoring.coreos.com.PrometheusRule-serving-slo.yaml"
 
 
 def rules_of(groups: list[dict[str, Any]], app_name: str) -> dict[str, dict[str, Any]]:
@@ -122,3 +131,27 @@ def test_single_node_targets_render_no_rules_and_their_parity_report_says_so_wit
         assert "production alerts not rendered for this target (follow-up: " in row
         assert ("CloudWatch" if env == "fargate" else "Cloud Monitoring") in row
     assert not [line for line in rendered.parity if "slo" in line]
+
+
+def test_an_app_with_a_ttft_slo_gets_a_ttft_alert_from_its_own_histogram() -> None:
+    rules = rules_of(rule_groups(render_fixture(STREAMING_REPO)[STREAMING_RULE]), "writer")
+    assert rules[TTFT_P95_RECORD]["expr"] == (
+        "histogram_quantile(0.95, sum by (namespace, app, le)"
+        ' (rate(ray_serving_generation_ttft_ms_bucket{namespace="serving-stream",app="writer"}[5m])))'
+    )
+    alert = rules[TTFT_ALERT]
+    assert alert["expr"] == f'{TTFT_P95_RECORD}{{namespace="serving-stream",app="writer"}} > 300'
+    assert (alert["for"], alert["labels"]) == (
+        "10m",
+        {"severity": "warning", "env": "kuberay", "application": "writer"},
+    )
+    assert alert["annotations"]["summary"] == "writer in kuberay: p95 time to first token above its 300 ms SLO"
+    assert alert["annotations"]["runbook_url"].endswith("/README.md#servingttftp95high")
+    assert set(ALERTS) <= set(rules)
+
+
+def test_an_app_without_a_ttft_slo_gets_no_ttft_rules() -> None:
+    groups = rule_groups(render_fixture(STREAMING_REPO)[STREAMING_RULE])
+    assert not {TTFT_ALERT, TTFT_P95_RECORD} & set(rules_of(groups, "echo"))
+    for group in rule_groups(render_fixture()[PROD_RULE]):
+        assert not [r for r in group["rules"] if TTFT_ALERT in (r.get("alert"), r.get("record"))]

@@ -11,7 +11,7 @@ import yaml
 
 from render import ray_metrics
 from render.pipeline import render_repo
-from tests.golden_tree import FIXTURE_REPO, render_fixture
+from tests.golden_tree import FIXTURE_REPO, STREAMING_REPO, render_fixture
 
 APP_PANELS = [
     "Requests",
@@ -23,6 +23,7 @@ APP_PANELS = [
     "Prediction log: rows waiting",
     "Prediction log: rows dropped",
 ]
+GENERATION_PANELS = ["Time to first token", "Tokens per second", "Inter-token latency", "Waiting for a batch"]
 METRICS = {value for name, value in vars(ray_metrics).items() if name.isupper()}
 
 
@@ -97,3 +98,23 @@ def test_rendering_twice_gives_the_same_bytes() -> None:
     first = render_repo(FIXTURE_REPO, None, ["prod"]).files["prod/v1.ConfigMap-models-dashboard.yaml"]
     again = render_repo(FIXTURE_REPO, None, ["prod"]).files["prod/v1.ConfigMap-models-dashboard.yaml"]
     assert first == again
+
+
+def test_an_app_that_streams_tokens_gets_the_generation_panels_and_only_it() -> None:
+    _, model = dashboard(render_fixture(STREAMING_REPO), "kuberay", "serving-dashboard")
+    by_row = rows(model)
+    assert [p["title"] for p in by_row["writer"]] == APP_PANELS + GENERATION_PANELS
+    assert [p["title"] for p in by_row["echo"]] == APP_PANELS
+
+
+def test_the_ttft_panel_draws_the_ttft_slo_and_reads_the_app_s_own_metrics() -> None:
+    _, model = dashboard(render_fixture(STREAMING_REPO), "kuberay", "serving-dashboard")
+    panels = {p["title"]: p for p in rows(model)["writer"]}
+    defaults = panels["Time to first token"]["fieldConfig"]["defaults"]
+    assert defaults["thresholds"]["steps"][-1] == {"color": "red", "value": 300}
+    assert [t["legendFormat"] for t in panels["Time to first token"]["targets"]] == ["p50", "p95"]
+    for title in GENERATION_PANELS:
+        for target in panels[title]["targets"]:
+            assert 'namespace="serving-stream",app="writer"' in target["expr"], target["expr"]
+            names = set(re.findall(r"\b(ray_[a-z_]+?)(?:_bucket|_sum|_count)?\{", target["expr"]))
+            assert names and names <= METRICS, f"{title}: {names - METRICS}"

@@ -120,7 +120,7 @@ def test_the_report_marks_where_fields_are_set_and_lists_those_ignored(rendered:
 def test_the_summary_counts_and_warns_about_ignored_fields_set_here() -> None:
     lines = render_repo(TARGETS_REPO, None, ["fargate"]).parity
     assert lines == [
-        "parity of fargate (ecs): 41 exact, 15 approximated, 12 ignored, 3 refused if set, 5 not deployed;"
+        "parity of fargate (ecs): 41 exact, 15 approximated, 12 ignored, 3 refused if set, 6 not deployed;"
         " ecs ignores 2 inherited setting(s); see rendered/fargate/PARITY.md",
         "warning: fargate: head_group.node_selector is set in deployments/fargate/env.yaml but ecs cannot honour it:"
         " no Kubernetes nodes: ignored",

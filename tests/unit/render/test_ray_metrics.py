@@ -25,6 +25,10 @@ def test_every_metric_is_defined_where_its_comment_says() -> None:
         ray_metrics.REPLICA_ONGOING: root / "serve/_private/replica.py",
         ray_metrics.LOG_BUFFER_ROWS: repo / "serve_apps/common/metrics.py",
         ray_metrics.LOG_DROPPED_ROWS: repo / "serve_apps/common/metrics.py",
+        ray_metrics.GENERATION_TTFT_MS: repo / "serve_apps/common/metrics.py",
+        ray_metrics.GENERATION_INTER_TOKEN_MS: repo / "serve_apps/common/metrics.py",
+        ray_metrics.GENERATION_TOKENS: repo / "serve_apps/common/metrics.py",
+        ray_metrics.GENERATION_QUEUE_DEPTH: repo / "serve_apps/common/metrics.py",
         ray_metrics.NODE_CPU_PERCENT: root / "dashboard/modules/reporter/reporter_agent.py",
         ray_metrics.NODE_GPU_PERCENT: root / "dashboard/modules/reporter/reporter_agent.py",
     }

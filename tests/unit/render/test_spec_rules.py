@@ -319,7 +319,7 @@ def not_run(repo: Path, envs: list[str] | None = None) -> tuple[str, ...]:
 
 RULES = (
     "secrets_match_target_store, secrets_agree_across_apps, no_static_aws_keys_outside_dev,"
-    " gpu_needs_gpu_worker_group, gpu_packing_fits, target_accepts_spec"
+    " ttft_slo_needs_streaming_app, gpu_needs_gpu_worker_group, gpu_packing_fits, target_accepts_spec"
 )
 
 
@@ -439,3 +439,39 @@ def test_no_static_aws_keys_outside_dev_among_app_secrets(repo: Path) -> None:
 def test_static_aws_keys_are_allowed_in_dev(repo: Path) -> None:
     edit(repo, DEV, lambda d: d["env"].setdefault("secrets", {}).update(AWS_ACCESS_KEY_ID={"aws_secrets_manager": "k"}))
     assert "AWS_ACCESS_KEY_ID" in load_specs(repo, ["dev"])["dev"].env.secrets
+
+
+def test_ttft_slo_needs_streaming_app(repo: Path) -> None:
+    edit(repo, DEV, lambda d: app(d, "echo").update(slo={"ttft_p95_ms": 50}))
+    assert only_problem(repo, ["dev"]) == (
+        "deployments/dev/env.yaml: apps[echo].slo.ttft_p95_ms: got 50.0; tests.fixtures.echo_app:app_builder does not"
+        " stream tokens (EchoArgs does not declare streams_tokens), so it has no first token to time. Hint: remove"
+        " ttft_p95_ms; slo.p95_ms bounds the app's whole answers"
+    )
+
+
+def test_an_app_that_streams_tokens_may_declare_a_ttft_slo(repo: Path) -> None:
+    def stream(data: dict[str, Any]) -> None:
+        two = app(data, "echo-two")
+        two.update(import_path="tests.fixtures.stream_app:app_builder", args={"words": 2})
+        two["slo"]["ttft_p95_ms"] = 40
+
+    edit(repo, BASE_APPS, stream)
+    assert [a.slo.ttft_p95_ms for a in load_specs(repo)["prod"].apps] == [None, 40]
+
+
+def test_every_app_with_a_ttft_slo_that_does_not_stream_is_named(repo: Path) -> None:
+    edit(repo, BASE_APPS, lambda d: [a["slo"].update(ttft_p95_ms=20) for a in d["apps"]])
+    assert [p.split(": got")[0] for p in problems(repo, ["prod"])] == [
+        "deployments/base/apps.yaml: apps[echo-two].slo.ttft_p95_ms",
+        "deployments/base/apps.yaml: apps[echo].slo.ttft_p95_ms",
+    ]
+
+
+def test_ttft_p95_ms_le_p95_ms(repo: Path) -> None:
+    edit(repo, DEV, lambda d: app(d, "echo").update(slo={"ttft_p95_ms": 150}))
+    assert only_problem(repo, ["dev"]) == (
+        "deployments/dev/env.yaml: apps[echo].slo.ttft_p95_ms: got 150.0; ttft_p95_ms must be <= p95_ms (100): a first"
+        " token cannot come after the whole answer. Hint: lower ttft_p95_ms, or raise p95_ms (the latency of the"
+        " whole answer, a stream included)"
+    )

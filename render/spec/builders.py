@@ -1,0 +1,34 @@
+"""The app builders an app's `import_path` names, as the spec sees them: the pydantic Args model each takes, and
+what that model declares about the app.
+
+Importing a builder imports its app module; the apps keep their top-level imports light for this (their models'
+runtimes load when a replica starts).
+"""
+
+from __future__ import annotations
+
+import importlib
+import typing
+
+from pydantic import BaseModel
+
+# A ClassVar an Args model sets to True when its app streams tokens (serve_apps/plain_language/api.py): such an app
+# may declare slo.ttft_p95_ms, and the dashboard shows its generation metrics. Other apps' models lack it.
+STREAMS_TOKENS = "streams_tokens"
+
+
+def app_args_type(import_path: str) -> type[BaseModel]:
+    """The pydantic Args model that the app builder at `import_path` takes (Ray's typed app builder)."""
+    module_name, attribute = import_path.split(":")
+    builder = getattr(importlib.import_module(module_name), attribute)
+    hints = typing.get_type_hints(builder)
+    hints.pop("return", None)
+    args_type = next(iter(hints.values()), None)
+    if not (isinstance(args_type, type) and issubclass(args_type, BaseModel)):
+        raise TypeError(f"{import_path} does not take a pydantic Args model as its first parameter")
+    return args_type
+
+
+def streams_tokens(args_type: type[BaseModel]) -> bool:
+    """Whether the app whose Args model is `args_type` streams generated tokens."""
+    return getattr(args_type, STREAMS_TOKENS, False) is True
