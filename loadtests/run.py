@@ -27,7 +27,7 @@ from loadtests.slo import Measurement, Violation, offered_rps, users_needed, vio
 from loadtests.spec import locustfile_of
 from localrun.serve import LOCAL_HOST, apply_ray_env, deploy, env_plan, logical_cpus
 from localrun.stop import local_ray, stop_group
-from render.spec.models import App, Spec
+from render.spec.models import App, Slo, Spec
 from serve_apps.common.prediction_log import DB_URL_ENV
 
 REPORTS_DIR = Path("reports", "loadtest")
@@ -153,8 +153,7 @@ def run_app(
     wait_ready(f"{app_url}/healthz", READY_TIMEOUT_S)
     users = options.users or users_needed(app.slo)
     print(
-        f"{app.name}: {users} users offering {offered_rps(app.slo):g} req/s for {options.duration_s} s "
-        f"to {app_url}/predict",
+        f"{app.name}: {users} users offering {offered_rps(app.slo):g} req/s for {options.duration_s} s to {app_url}",
         file=sys.stderr,
     )
     command = [
@@ -223,7 +222,17 @@ def wait_ready(url: str, timeout_s: float) -> None:
 
 def table(reports: list[AppReport]) -> str:
     """The results as an aligned text table: measured figures, (limits) from the spec, and the verdict."""
-    header = ("app", "users", "requests", "req/s (min)", "p50 ms", "p95 ms (max)", "errors (max)", "SLO")
+    header = (
+        "app",
+        "users",
+        "requests",
+        "req/s (min)",
+        "p50 ms",
+        "p95 ms (max)",
+        "TTFT p95 ms (max)",
+        "errors (max)",
+        "SLO",
+    )
     rows = [header]
     for report in reports:
         measured, slo = report.measurement, report.app.slo
@@ -236,6 +245,7 @@ def table(reports: list[AppReport]) -> str:
                 f"{measured.rps:.1f} ({slo.min_rps:g})",
                 f"{measured.p50_ms:g}",
                 f"{measured.p95_ms:g} ({slo.p95_ms:g})",
+                _ttft_cell(measured, slo),
                 f"{measured.error_rate:.2%} ({slo.error_rate:.2%})",
                 "pass" if not broken else "FAIL: " + ", ".join(v.field for v in broken),
             )
@@ -249,6 +259,14 @@ def table(reports: list[AppReport]) -> str:
         ]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+def _ttft_cell(measured: Measurement, slo: Slo) -> str:
+    """The TTFT p95 measured and its limit; "-" for what there is not (an app that does not stream has neither)."""
+    if measured.ttft_p95_ms is None and slo.ttft_p95_ms is None:
+        return "-"
+    value = "-" if measured.ttft_p95_ms is None else f"{measured.ttft_p95_ms:g}"
+    return value if slo.ttft_p95_ms is None else f"{value} ({slo.ttft_p95_ms:g})"
 
 
 def _free_port() -> int:

@@ -62,6 +62,9 @@ class Measurement(BaseModel):
     rps: float = Field(ge=0, description="Requests per second over the run.")
     p50_ms: float = Field(ge=0, description="Median response time, in milliseconds.")
     p95_ms: float = Field(ge=0, description="95th percentile response time, in milliseconds.")
+    ttft_p95_ms: float | None = Field(
+        default=None, ge=0, description="95th percentile time to a stream's first token, in ms; None: none timed."
+    )
 
     @property
     def error_rate(self) -> float:
@@ -85,7 +88,8 @@ def violations(app: str, slo: Slo, measured: Measurement) -> list[Violation]:
     """Each SLO of `app` that `measured` breaks, in Slo field order; empty when every SLO holds.
 
     Limits are inclusive: p95 equal to `p95_ms`, an error rate equal to `error_rate` and a throughput equal to
-    `min_rps` pass. A run without a single request shows nothing, so it fails.
+    `min_rps` pass. A run without a single request shows nothing, so it fails; so does a run of an app with a
+    `ttft_p95_ms` in which no first token was timed.
     """
     if measured.requests == 0:
         return [Violation(app, "min_rps", "no request was sent, so no SLO can be shown to hold")]
@@ -103,4 +107,11 @@ def violations(app: str, slo: Slo, measured: Measurement) -> list[Violation]:
         )
     if measured.rps < slo.min_rps:
         found.append(Violation(app, "min_rps", f"throughput {measured.rps:.1f} req/s < {slo.min_rps:g} req/s"))
+    if slo.ttft_p95_ms is not None:
+        if measured.ttft_p95_ms is None:
+            found.append(Violation(app, "ttft_p95_ms", "no stream's first token was timed, so ttft_p95_ms cannot hold"))
+        elif measured.ttft_p95_ms > slo.ttft_p95_ms:
+            found.append(
+                Violation(app, "ttft_p95_ms", f"TTFT p95 {measured.ttft_p95_ms:g} ms > {slo.ttft_p95_ms:g} ms")
+            )
     return found

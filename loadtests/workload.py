@@ -10,6 +10,8 @@ import random
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from loadtests.sse import Event
+
 HTTP_OK = 200
 # Probabilities come out of float32 models; their sum is 1 to about 1e-7, far inside this.
 SUM_TOLERANCE = 1e-3
@@ -32,6 +34,18 @@ class Workload(Protocol):
         ...
 
 
+class StreamingWorkload(Workload, Protocol):
+    """An app that also streams its answer as server-sent events; `request` and `check` are its whole answers."""
+
+    def stream_request(self, rng: random.Random) -> dict[str, Any]:
+        """One body to stream the answer of."""
+        ...
+
+    def check_stream(self, request: dict[str, Any], events: Sequence[Event]) -> None:
+        """Raise InvalidResponse unless `events` (the whole stream, in order) are a correct answer to `request`."""
+        ...
+
+
 def problem(workload: Workload, request: dict[str, Any], status: int, text: str | None) -> str | None:
     """Why an HTTP answer to `request` is a failure (wrong status, not JSON, breaks the contract), or None."""
     if status != HTTP_OK:
@@ -44,6 +58,15 @@ def problem(workload: Workload, request: dict[str, Any], status: int, text: str 
         workload.check(request, body)
     except InvalidResponse as error:
         return f"invalid answer: {error}"
+    return None
+
+
+def stream_problem(workload: StreamingWorkload, request: dict[str, Any], events: Sequence[Event]) -> str | None:
+    """Why the events of a stream that ended are not an answer to `request`, or None."""
+    try:
+        workload.check_stream(request, events)
+    except InvalidResponse as error:
+        return f"invalid stream: {error}"
     return None
 
 

@@ -11,6 +11,7 @@ from loadtests.run import AppReport, table, wait_ready
 from loadtests.slo import Measurement
 from loadtests.spec import ROOT
 from render.spec.load import load_specs
+from render.spec.models import Slo
 
 APPS = {app.name: app for app in load_specs(ROOT, ["dev"])["dev"].apps}
 
@@ -29,6 +30,7 @@ def test_the_table_shows_measured_values_limits_and_verdicts() -> None:
         "req/s (min)",
         "p50 ms",
         "p95 ms (max)",
+        "TTFT p95 ms (max)",
         "errors (max)",
         "SLO",
     ]
@@ -40,6 +42,7 @@ def test_the_table_shows_measured_values_limits_and_verdicts() -> None:
         f"57.2 ({zero_shot.min_rps:g})",
         "21",
         f"38 ({zero_shot.p95_ms:g})",
+        "-",
         f"0.00% ({zero_shot.error_rate:.2%})",
         "pass",
     ]
@@ -58,3 +61,18 @@ def test_waiting_for_a_closed_port_gives_up_with_the_reason() -> None:
         port = probe.getsockname()[1]
     with pytest.raises(LoadTestError, match=rf"http://127.0.0.1:{port}/iris/healthz is not ready after 0.5 s: "):
         wait_ready(f"http://127.0.0.1:{port}/iris/healthz", 0.5)
+
+
+def test_the_table_shows_a_ttft_against_its_limit_and_a_missing_one_as_a_dash() -> None:
+    streaming = APPS["iris"].model_copy(update={"slo": Slo(p95_ms=2000, error_rate=0.01, min_rps=2, ttft_p95_ms=300)})
+    timed = AppReport(
+        streaming,
+        3,
+        Measurement(requests=9, failures=0, rps=2.5, p50_ms=900, p95_ms=1500, ttft_p95_ms=120),
+        Path("reports"),
+    )
+    untimed = AppReport(streaming, 3, Measurement(requests=9, failures=9, rps=2.5, p50_ms=9, p95_ms=9), Path("r"))
+    _, first, second = table([timed, untimed]).splitlines()
+    assert re.split(r"\s{2,}", first)[6] == "120 (300)"
+    assert re.split(r"\s{2,}", second)[6] == "- (300)"
+    assert second.endswith("FAIL: error_rate, ttft_p95_ms")

@@ -101,3 +101,24 @@ def test_the_pacer_drops_slots_nobody_took_instead_of_bursting() -> None:
 def test_a_pacer_without_rate_never_waits() -> None:
     pacer = Pacer(rate=0, clock=Clock())
     assert [pacer.wait() for _ in range(3)] == [0, 0, 0]
+
+
+STREAMING = Slo(p95_ms=2000, error_rate=0.01, min_rps=2, ttft_p95_ms=300)
+
+
+def test_a_ttft_within_its_limit_passes_and_the_limit_is_inclusive() -> None:
+    assert violations("plain-language", STREAMING, minimal_measurement(rps=5, ttft_p95_ms=300)) == []
+
+
+def test_a_ttft_above_its_limit_is_named_with_both_values() -> None:
+    found = violations("plain-language", STREAMING, minimal_measurement(rps=5, ttft_p95_ms=480))
+    assert [(v.field, str(v)) for v in found] == [("ttft_p95_ms", "plain-language: TTFT p95 480 ms > 300 ms")]
+
+
+def test_a_ttft_slo_without_a_timed_first_token_fails() -> None:
+    found = violations("plain-language", STREAMING, minimal_measurement(rps=5))
+    assert [str(v) for v in found] == ["plain-language: no stream's first token was timed, so ttft_p95_ms cannot hold"]
+
+
+def test_an_app_without_a_ttft_slo_is_not_judged_on_ttft() -> None:
+    assert messages(minimal_measurement(ttft_p95_ms=10_000)) == []
