@@ -85,6 +85,11 @@ class Batcher(Generic[Item, Result]):
         self.max_concurrent_batches = max_concurrent_batches
         self._slot_freed.set()
 
+    @property
+    def queued(self) -> int:
+        """Items waiting for a batch."""
+        return len(self._queue)
+
     async def __call__(self, item: Item) -> Result:
         """The result of `item`, computed in a batch with the items queued beside it."""
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()

@@ -279,3 +279,19 @@ def test_a_model_that_fails_every_item_fails_each_with_its_error() -> None:
     outcomes = asyncio.run(_one_batch(broken, [1, 2, 3, 4]))
     assert all(isinstance(outcome, RuntimeError) for outcome in outcomes)
     assert len(calls) == 2 * 4 - 1
+
+
+def test_queued_counts_the_items_waiting_for_a_batch() -> None:
+    async def scenario() -> list[int]:
+        recorder = Recorder(hold_first=True)
+        batcher: Batcher[int, int] = Batcher(recorder, max_batch_size=8, batch_wait_timeout_s=0)
+        first = asyncio.ensure_future(batcher(0))
+        await _started(recorder)
+        rest = [asyncio.ensure_future(batcher(i)) for i in (1, 2)]
+        await asyncio.sleep(0.01)
+        waiting = batcher.queued  # 1 and 2, behind the running batch
+        recorder.release.set()
+        await asyncio.gather(first, *rest)
+        return [waiting, batcher.queued]
+
+    assert asyncio.run(scenario()) == [2, 0]
