@@ -10,11 +10,11 @@ A pair is a note as a clinician writes it and the same note in plain words:
 
 `generate()` draws them from hand-written vocabularies (symptoms, conditions, drugs with their doses, routes and
 frequencies, tests, procedures, body sites, vital signs, ...) put into sentence templates with a seeded
-`random.Random`, so that the same arguments give the same pairs on any machine. `split()` holds out whole
-template-term combinations: a combination is held out when the sha256 of its name falls in the first
-`HELD_OUT_PERCENT` percent, and a pair that uses any held-out combination is held out. The held-out split is
-therefore made of sentences whose template never met that term in training (each term is still seen in training
-in other templates: only terms that at least two templates use can be held out).
+`random.Random`, so that the same arguments give the same pairs on any machine. `split()` holds out, by sha256:
+- the notes whose text hashes into the first HELD_OUT_PERCENT percent: new sentences of familiar kinds;
+- every note that uses a held-out template-term combination (one whose name hashes into the first
+  HELD_OUT_COMBINATION_PERCENT percent): sentences in which a template meets a term it never met in training.
+  The term itself is still seen in training in other templates.
 """
 
 import hashlib
@@ -23,8 +23,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 SEED = 25
-DEFAULT_COUNT = 6000
-HELD_OUT_PERCENT = 10  # of template-term combinations; about 10 % of the pairs (a pair uses several terms)
+DEFAULT_COUNT = 12000
+HELD_OUT_PERCENT = 7.0  # of the notes
+HELD_OUT_COMBINATION_PERCENT = 3.0  # of template-term combinations: about 3 % of the notes
 
 
 @dataclass(frozen=True)
@@ -592,20 +593,29 @@ def vocabularies_by_template(pairs: Sequence[Pair]) -> dict[str, set[str]]:
     return templates
 
 
-def combination_held_out(combination: str) -> bool:
-    """Whether the hash of a 'template|vocabulary:term' name puts it in the held-out share."""
-    bucket = int.from_bytes(hashlib.sha256(combination.encode()).digest()[:8], "big") % 10_000
-    return bucket < HELD_OUT_PERCENT * 100
+def _hashed_in(name: str, percent: float) -> bool:
+    bucket = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") % 10_000
+    return bucket < percent * 100
+
+
+def held_out_combinations(pairs: Sequence[Pair]) -> set[str]:
+    """The 'template|vocabulary:term' combinations held out: those whose hash falls in the held-out share, unless
+    every template that uses the term would be held out with it (the term must be seen in training)."""
+    held_out: set[str] = set()
+    for term, templates in vocabularies_by_template(pairs).items():
+        hashed_in = {
+            template for template in templates if _hashed_in(f"{template}|{term}", HELD_OUT_COMBINATION_PERCENT)
+        }
+        if hashed_in != templates:
+            held_out.update(f"{template}|{term}" for template in hashed_in)
+    return held_out
 
 
 def split(pairs: Sequence[Pair]) -> tuple[list[Pair], list[Pair]]:
-    """(training, held-out): a pair is held out when it uses a held-out combination, unless every template that
-    uses the term is held out with it (the term must still be seen in training, in another template)."""
-    held_out: set[str] = set()
-    for term, templates in vocabularies_by_template(pairs).items():
-        hashed_in = {template for template in templates if combination_held_out(f"{template}|{term}")}
-        if hashed_in != templates:
-            held_out.update(f"{template}|{term}" for template in hashed_in)
-    training = [pair for pair in pairs if held_out.isdisjoint(pair.combinations)]
-    evaluation = [pair for pair in pairs if not held_out.isdisjoint(pair.combinations)]
-    return training, evaluation
+    """(training, held-out), as the module docstring says."""
+    combinations = held_out_combinations(pairs)
+
+    def held(pair: Pair) -> bool:
+        return _hashed_in(pair.source, HELD_OUT_PERCENT) or not combinations.isdisjoint(pair.combinations)
+
+    return [pair for pair in pairs if not held(pair)], [pair for pair in pairs if held(pair)]
