@@ -333,7 +333,10 @@ class _Hypothesis:
 
 class _BeamSearch:
     """Beam search: the num_beams best sequences by summed log-probability; an ended one scores its sum divided by
-    its length. Done when num_beams have ended, or at max_new_tokens (the running ones then count as ended)."""
+    its length, and the num_beams best ended ones are kept. Done when the best running beam, scored as if it ended
+    now, scores no more than the worst kept (transformers' rule without early stopping: stopping as soon as
+    num_beams have ended returns improbable sequences that ended early), or at max_new_tokens, where the running
+    beams count as ended."""
 
     def __init__(self, request: GenerationRequest, eos: int) -> None:
         self._width = request.num_beams
@@ -358,20 +361,26 @@ class _BeamSearch:
             hypothesis = _Hypothesis(float(scores[parent, token]), [*self._beams[parent].ids, token])
             if token == self._eos:
                 if rank < self._width:
-                    self._ended.append(_Hypothesis(hypothesis.score / len(hypothesis.ids), hypothesis.ids))
+                    self._end(hypothesis)
             elif len(beams) < self._width:
                 beams.append(hypothesis)
                 continued.append((parent, token))
         self._beams = beams
-        if len(self._ended) >= self._width:
-            return []
         if len(beams[0].ids) >= self._max:
-            self._ended += [_Hypothesis(beam.score / len(beam.ids), beam.ids) for beam in beams]
+            for beam in beams:
+                self._end(beam)
+            return []
+        best_running = beams[0].score / len(beams[0].ids)
+        if len(self._ended) >= self._width and self._ended[-1].score >= best_running:
             return []
         return continued
 
+    def _end(self, hypothesis: _Hypothesis) -> None:
+        ended = _Hypothesis(hypothesis.score / len(hypothesis.ids), hypothesis.ids)
+        self._ended = sorted([*self._ended, ended], reverse=True)[: self._width]
+
     def result(self) -> tuple[list[int], FinishReason]:
-        best = max(self._ended)
+        best = self._ended[0]
         return best.ids, "eos" if best.ids[-1] == self._eos else "length"
 
 
