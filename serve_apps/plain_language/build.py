@@ -107,7 +107,7 @@ def build(out_path: Path, size: Size = "small", steps: int | None = None) -> Non
     package_root = Path(__file__).resolve().parents[2]
     env = {**os.environ, **NUMERICS_ENV}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package_root), env.get("PYTHONPATH")]))
-    command = [sys.executable, "-m", "serve_apps.plain_language.build", str(out_path), "--size", size]
+    command = [sys.executable, "-m", "serve_apps.plain_language.build", str(out_path), "--size", size, "--pinned"]
     if steps is not None:
         command += ["--steps", str(steps)]
     subprocess.run(command, env=env, check=True)
@@ -265,12 +265,16 @@ def _padded(rows: list[list[int]], pad: int) -> "torch.Tensor":
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """The child process of `build`: train and write the archive."""
+    """CLI entry point: `python -m serve_apps.plain_language.build <out.tar> [--size tiny] [--steps N]`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--size", choices=sorted(RECIPES), default="small")
-    parser.add_argument("--steps", type=int)
+    parser.add_argument("out", type=Path, help="the archive to write")
+    parser.add_argument("--size", choices=sorted(RECIPES), default="small", help="the recipe (default: small)")
+    parser.add_argument("--steps", type=int, help="training steps instead of the recipe's")
+    parser.add_argument("--pinned", action="store_true", help="train here: build() started this process, pinned")
     args = parser.parse_args(argv)
+    if not args.pinned:
+        build(args.out, args.size, args.steps)
+        return
     recipe = RECIPES[args.size]
     if args.steps is not None:
         recipe = Recipe(**{**asdict(recipe), "steps": args.steps})

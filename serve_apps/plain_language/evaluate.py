@@ -119,7 +119,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         model = PlainLanguageModel.load(args.archive, backend, args.threads)
         result = score(model, pairs)
         line = (
-            f"{backend}: exact match {result.exact_match:.1%}, chrF {result.chrf:.1f} ({result.pairs} held-out pairs)"
+            f"{backend}: exact match {result.exact_match:.1%}, chrF {result.chrf:.1f} ({result.pairs} held-out pairs;"
+            f" exact match {result.exact_match_unseen:.1%} on the {result.unseen_pairs} with a new template-term pair)"
         )
         if args.speed:
             speed = measure_speed(model, pairs)
