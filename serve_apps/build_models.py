@@ -1,8 +1,9 @@
 """Build every model artifact from installed packages: `python -m serve_apps.build_models --out models/`.
 
-Writes `<out>/<app>/<file>` and `<out>/manifest.json`, and prints the artifacts (app, uri, size, sha256) and
-the zero-shot evaluation (accuracy, cosine agreement with fp32). Builds are byte-deterministic: the same
-package versions give the same sha256, which is what the deployment spec pins.
+Writes `<out>/<app>/<file>` and `<out>/manifest.json`, and prints the artifacts (app, uri, size, sha256), the
+zero-shot evaluation (accuracy, cosine agreement with fp32) and the plain-language one (held-out exact match and
+chrF per backend). Builds are byte-deterministic: the same package versions give the same sha256, which is what
+the deployment spec pins.
 
 A build also writes `<out>/build-inputs.json`, what it was made from: the source of every serve_apps module the
 build imported, the version of every distribution it imported from (the data sets and the MiniLM weights ship in
@@ -20,14 +21,18 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from serve_apps.common.artifact import sha256_of
 from serve_apps.common.manifest import ManifestEntry, manifest_matches, write_manifest
 from serve_apps.doubleit import build as doubleit_build
 from serve_apps.iris import build as iris_build
+from serve_apps.plain_language import build as plain_language_build
 from serve_apps.tabular import build as tabular_build
 from serve_apps.zero_shot import build as zero_shot_build
+
+if TYPE_CHECKING:
+    from serve_apps.plain_language.evaluate import Score as PlainLanguageScore
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,7 @@ ZERO_SHOT_FP32 = "zero_shot/minilm-l6-v2-fp32.onnx"
 STAMP_NAME = "build-inputs.json"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ZERO_SHOT_INT8 = "zero_shot/minilm-l6-v2-int8.onnx"
+PLAIN_LANGUAGE = "plain_language/plain-t5.tar"
 
 
 def artifacts(out: Path) -> list[Artifact]:
@@ -56,6 +62,7 @@ def artifacts(out: Path) -> list[Artifact]:
         Artifact("iris", "iris/iris-logreg.onnx", iris_build.build),
         Artifact("tabular", "tabular/breast-cancer-xgb.joblib", tabular_build.build),
         Artifact("doubleit", "doubleit/doubleit.pt", doubleit_build.build),
+        Artifact("plain_language", PLAIN_LANGUAGE, plain_language_build.build),
     ]
 
 
@@ -176,6 +183,14 @@ def evaluate_zero_shot(out: Path) -> list[EncoderScore]:
         ]
 
 
+def evaluate_plain_language(out: Path) -> list["PlainLanguageScore"]:
+    """Held-out exact match and chrF of the plain-language model's greedy rewrites, on each backend (exact match
+    also on the held-out notes that put a term in a template training never put it in)."""
+    from serve_apps.plain_language.evaluate import evaluate
+
+    return evaluate(out / PLAIN_LANGUAGE)
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
     lines = [header, ["-" * width for width in widths], *rows]
@@ -205,6 +220,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         _table(
             ["zero-shot encoder", "accuracy", "mean cosine vs fp32"],
             [[s.variant, f"{s.accuracy:.1%}", f"{s.cosine_vs_fp32:.4f}"] for s in scores],
+        )
+    )
+    print()
+    print(
+        _table(
+            ["plain-language backend", "held-out exact match", "chrF", "exact match, new template-term pairs"],
+            [
+                [
+                    s.backend,
+                    f"{s.exact_match:.1%} of {s.pairs}",
+                    f"{s.chrf:.1f}",
+                    f"{s.exact_match_unseen:.1%} of {s.unseen_pairs}",
+                ]
+                for s in evaluate_plain_language(args.out)
+            ],
         )
     )
 

@@ -41,7 +41,7 @@ class PlainLanguageArgs(BaseModel):
     streams_tokens: ClassVar[bool] = True
 
     model: ModelArtifact = Field(
-        description="A T5 checkpoint archive (serve_apps/plain_language/build.py writes one), verified by its sha256."
+        description="The T5 checkpoint built by `python -m serve_apps.build_models`, verified by its sha256."
     )
     backend: Literal["onnx", "transformers"] = Field(
         default="onnx",

@@ -18,19 +18,14 @@ from serve_apps.plain_language.model import (
     PlainLanguageModel,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-TRAINED = Path("models/plain_language/plain-t5.tar")
 NOTE = "Pt c/o SOB x3d, hx of HTN."
 PLAIN = "The patient complains of shortness of breath for 3 days, with a history of high blood pressure."
 
 
 @pytest.fixture(scope="module")
-def trained_archive() -> Path:
-    """The served recipe's archive. `nox -s models` does not build it yet (minutes of training): without it, the
-    tests of the trained model skip, naming the command that builds it."""
-    if not (REPO_ROOT / TRAINED).is_file():
-        pytest.skip(f"{TRAINED} is not built: python -m serve_apps.plain_language.build {TRAINED}")
-    return REPO_ROOT / TRAINED
+def trained_archive(built_models: dict[str, Path]) -> Path:
+    """The served recipe's archive, as `nox -s models` builds it."""
+    return built_models["plain_language"]
 
 
 @pytest.fixture(scope="module", params=["onnx", "transformers"])
