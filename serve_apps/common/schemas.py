@@ -5,7 +5,7 @@ Import-light (pydantic only): the spec code imports the apps' Args, and through 
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 # Strict: a JSON string such as "5.1" is not a number; no NaN or infinity either. JSON integers are accepted.
 FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
@@ -29,6 +29,16 @@ def utf8_encodable(value: Any) -> Any:
 # Last in `Annotated[str, StringConstraints(...), UTF8]`, so it runs first: pydantic's constrained str refuses a lone
 # surrogate too, but without saying which character; a plain str lets it through to the tokenizer, which raises.
 UTF8 = BeforeValidator(utf8_encodable)
+
+
+def not_blank(text: str) -> str:
+    """`text`, unless it holds nothing but whitespace: a model given only padding answers, but about nothing."""
+    if not text.strip():
+        raise ValueError("must not be empty or blank")
+    return text
+
+
+NotBlank = AfterValidator(not_blank)
 
 
 class PredictionLogSettings(BaseModel):

@@ -11,11 +11,11 @@ their count); a failure after the stream started is an `error` event, `data: {"d
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from serve_apps.common.api import reject
 from serve_apps.common.artifact import ModelArtifact
-from serve_apps.common.schemas import UTF8, PredictionLogSettings
+from serve_apps.common.schemas import UTF8, NotBlank, PredictionLogSettings
 
 # Ceilings of the request model, whatever the Args say: the largest value each Args limit may take.
 TEXT_CHARS_CEILING = 100_000
@@ -74,7 +74,7 @@ class GenerateRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    text: Annotated[str, StringConstraints(min_length=1, max_length=TEXT_CHARS_CEILING), UTF8] = Field(
+    text: Annotated[str, StringConstraints(min_length=1, max_length=TEXT_CHARS_CEILING), UTF8, NotBlank] = Field(
         description="Clinical text to rewrite in plain words; at most Args.max_input_chars characters (default 2000).",
         examples=["pt c/o SOB x3d, hx of CHF"],
     )
@@ -110,13 +110,6 @@ class GenerateRequest(BaseModel):
         le=SEED_CEILING,
         description="Seed of the sampling (temperature above 0), to repeat a sampled text; unset: a fresh one.",
     )
-
-    @field_validator("text")
-    @classmethod
-    def text_is_not_blank(cls, text: str) -> str:
-        if not text.strip():
-            raise ValueError("text must not be empty or blank")
-        return text
 
     @model_validator(mode="after")
     def beams_or_sampling(self) -> "GenerateRequest":

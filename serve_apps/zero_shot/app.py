@@ -23,7 +23,7 @@ from serve_apps.common.artifact import ModelArtifact
 from serve_apps.common.batching import Batcher
 from serve_apps.common.page import add_try_it_page
 from serve_apps.common.replica import ModelReplica, ReplicaStats, assigned_cpus, parse_user_config
-from serve_apps.common.schemas import UTF8, BatchedUserConfig, Health, PredictionLogSettings
+from serve_apps.common.schemas import UTF8, BatchedUserConfig, Health, NotBlank, PredictionLogSettings
 
 if TYPE_CHECKING:
     from serve_apps.zero_shot.model import Classification, Query, ZeroShotModel
@@ -140,7 +140,7 @@ class ZeroShotRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    text: Annotated[str, StringConstraints(max_length=TEXT_CHARS_CEILING), UTF8] = Field(
+    text: Annotated[str, StringConstraints(max_length=TEXT_CHARS_CEILING), UTF8, NotBlank] = Field(
         description="Text to classify; at most Args.max_text_chars characters (default 2000)."
     )
     labels: list[Label] = Field(
@@ -164,13 +164,6 @@ class ZeroShotRequest(BaseModel):
             "Args.max_template_chars characters (default 200)."
         ),
     )
-
-    @field_validator("text")
-    @classmethod
-    def text_is_not_blank(cls, text: str) -> str:
-        if not text.strip():
-            raise ValueError("text must not be empty or blank")
-        return text
 
     @field_validator("labels")
     @classmethod
