@@ -30,6 +30,10 @@ SYSTEMS = (
 )
 PEERS = ("naive", "fastapi_tuned", "bentoml")  # what a user would pick instead of the toolkit
 CURVE_CLIENTS = (1, 4, 16, 64)
+# The generation part (benchmarks/generation.py): the served plain-language app and the naive generator, in the
+# table's order, at one streaming reader alone and at as many as the served app decodes in one batch.
+GENERATION_SYSTEMS = ("served", "naive")
+GENERATION_CLIENTS = (1, 8)
 HISTORY = "history.csv"
 BREAKDOWN_SHOWN = 5  # processes named per system in the table's CPU breakdown
 COLOURS = {
@@ -108,6 +112,9 @@ def summarize(document: dict[str, Any]) -> dict[str, Any]:
     one_client_gap = one_client["served"] - one_client["fastapi_tuned"]
     colds = [c["to_first_answer_s"] for c in document["cold_start"]]
     cold = max(colds, default=nan)
+    generation: dict[str, dict[int, dict[str, Any]]] = {}
+    for window in document.get("generation", []):  # absent from the runs before the generation part
+        generation.setdefault(window["system"], {})[window["clients"]] = window
     render = (document.get("render_500_apps_s") or {}).get("total", nan)
     goals: dict[str, bool | None] = {
         f"served >= {GOAL_SERVED_OVER_BEST_PEER:g}x the best peer ({peer}) with p95 no worse": _verdict(
@@ -144,8 +151,17 @@ def summarize(document: dict[str, Any]) -> dict[str, Any]:
         "cold_start_s": cold,
         "scale_up_s": max((c["scale_up_to_running_s"] for c in document["cold_start"]), default=nan),
         "render_500_apps_s": render,
+        "generation": generation,
+        "generation_served_over_naive": {
+            clients: ratio(_tokens_per_s(generation, "served", clients), _tokens_per_s(generation, "naive", clients))
+            for clients in GENERATION_CLIENTS
+        },
         "goals": goals,
     }
+
+
+def _tokens_per_s(generation: dict[str, dict[int, dict[str, Any]]], system: str, clients: int) -> float:
+    return float(generation.get(system, {}).get(clients, {}).get("tokens_per_s", float("nan")))
 
 
 def _core_ms_per_request(row: dict[str, float]) -> float:
@@ -237,9 +253,34 @@ def table(document: dict[str, Any], summary: dict[str, Any]) -> str:
         lines.append(f"cold start, one more replica (deploy -> RUNNING, model from S3, verified): {scale_ups}")
     if not math.isnan(summary["render_500_apps_s"]):
         lines.append(f"render of 500 apps: {summary['render_500_apps_s']:.2f} s")
+    lines += generation_table(summary)
     verdicts = {True: "PASS", False: "FAIL", None: "n/a "}
     lines += [f"  {verdicts[ok]}  {goal}" for goal, ok in summary["goals"].items()]
     return "\n".join(lines)
+
+
+def generation_table(summary: dict[str, Any]) -> list[str]:
+    """The generation part's lines of the table: each system at each client count, and served / naive tokens/s."""
+    measured = summary["generation"]
+    if not measured:
+        return []
+    lines = [
+        "generation: plain-language /generate/stream, held-out notes, closed-loop clients (one window each)",
+        f"{'system':<10}{'clients':>8}{'tokens/s':>10}{'req/s':>8}{'TTFT p50 ms':>13}{'TTFT p95 ms':>13}"
+        f"{'request p95 ms':>16}{'errors':>8}",
+    ]
+    for system in [s for s in GENERATION_SYSTEMS if s in measured]:
+        for clients, row in sorted(measured[system].items()):
+            lines.append(
+                f"{system:<10}{clients:>8}{row['tokens_per_s']:>10.1f}{row['rps']:>8.2f}{row['ttft_p50_ms']:>13.1f}"
+                f"{row['ttft_p95_ms']:>13.1f}{row['request_p95_ms']:>16.1f}{row['errors']:>8}"
+            )
+    ratios = [
+        f"{c} client(s) {r:.2f}x" for c, r in summary["generation_served_over_naive"].items() if not math.isnan(r)
+    ]
+    if ratios:
+        lines.append(f"generation, served / naive tokens/s: {', '.join(ratios)}")
+    return lines
 
 
 def plot(summary: dict[str, Any], path: Path, title: str) -> None:
@@ -347,6 +388,11 @@ def history_row(document: dict[str, Any], summary: dict[str, Any]) -> dict[str, 
         "foreign_cores_max": _figure(max(h["foreign_cores_max"] for h in http.values()), 2),
         "goals_passed": f"{sum(ok is True for ok in summary['goals'].values())}/{len(summary['goals'])}",
     }
+    for system in GENERATION_SYSTEMS:
+        for clients in GENERATION_CLIENTS:
+            point = summary["generation"].get(system, {}).get(clients, {})
+            row[f"generation_{system}_{clients}_tokens_per_s"] = _figure(point.get("tokens_per_s", float("nan")), 1)
+            row[f"generation_{system}_{clients}_ttft_p95_ms"] = _figure(point.get("ttft_p95_ms", float("nan")), 1)
     return row
 
 

@@ -19,7 +19,11 @@ On this machine, in one run:
    - served_trivial_model: the served app serving benchmarks/trivial_model.py, what serving costs alone;
    every server pinned to the cores Ray runs on, and all of them up for the whole run;
 4. the load curve: served and the strong peers (fastapi_tuned, bentoml) at each of --curve-clients;
-5. replica cold start: a copy of the app with its model on S3 (LocalStack), from deploy to first answer.
+5. replica cold start: a copy of the app with its model on S3 (LocalStack), from deploy to first answer;
+6. generation, once the rest has stopped: the plain-language application of <env>'s Serve config on a Ray of its
+   own beside the naive generator (benchmarks/naive_generate.py: FastAPI, transformers' generate per request,
+   TextIteratorStreamer), both rewriting one held-out note alike first (greedy, the same model); then each streams
+   held-out notes to 1 and 8 closed-loop clients (benchmarks/generation.py): tokens/s, TTFT, request p95, errors.
 Each measurement waits for a quiet machine first and records the CPU others used meanwhile. Then the table, the
 ratios and the goals on stdout, reports/bench/<timestamp>.json, its two plots and a line in
 reports/bench/history.csv. A smoke run (--quick, --only, or less than the full measurement) writes its report
@@ -49,7 +53,7 @@ from typing import Any
 
 import psutil
 
-from benchmarks import cold_start, gpu, loadgen, peers, raw, render_scale, report, trivial_model, tuning
+from benchmarks import cold_start, generation, gpu, loadgen, peers, raw, render_scale, report, trivial_model, tuning
 from benchmarks.machine import CpuWindow, load_average, say, tree, wait_for_quiet
 from benchmarks.peer_config import BENTOML, TUNED_FASTAPI, ModelSettings
 from benchmarks.peers import free_port
@@ -62,6 +66,8 @@ from serve_apps.common.artifact import ModelArtifact
 from serve_apps.common.manifest import read_manifest
 
 APP = "zero-shot"
+GENERATION_APP = "plain-language"
+GENERATION_MODEL = "plain_language"  # its models/manifest.json entry, which the naive generator loads
 TRIVIAL_APP = f"{APP}-trivial-model"  # the same app serving benchmarks/trivial_model.py: the serving path's own cost
 MYSQL_APP = f"{APP}-mysql"  # the same app with its prediction log on MySQL
 RENDER_APPS = 500
@@ -71,7 +77,7 @@ RAW_VARIANTS = {"int8": "zero_shot", "fp32": "zero_shot_fp32"}  # models/manifes
 RAW_BATCHES = (1, 32)
 # The load curve's systems: the served app and the peers a user would weigh against it (the naive one is not).
 CURVE_SYSTEMS = ("served", "fastapi_tuned", "bentoml")
-PARTS = (*report.SYSTEMS, "raw", "curve", "cold_start", "render")
+PARTS = (*report.SYSTEMS, "raw", "curve", "cold_start", "render", "generation")
 # Answers must match the raw int8 model's within this: the int8 encoder quantizes its activations per batch, so a
 # score moves a little with the batch a request lands in.
 SCORE_TOLERANCE = 0.02
@@ -145,17 +151,22 @@ class Server:
 
 
 @contextlib.contextmanager
-def served_app(root: Path, env: str, extra_replicas: int) -> Iterator[tuple[str, dict[str, Any], int]]:
-    """Ray with the env's Ray variables and explicit logical CPUs, Serve with the env's zero-shot application.
+def served_app(root: Path, env: str, extra_replicas: int, app: str = APP) -> Iterator[tuple[str, dict[str, Any], int]]:
+    """Ray with the env's Ray variables and explicit logical CPUs, Serve with the env's application `app`.
 
-    Yields the app's predict URL, the Serve config deployed and the HTTP port. The logical CPUs leave room for
-    `extra_replicas` more replicas of each deployment (the trivial model's and the cold starts'): a removed copy
-    holds its CPUs while its replicas drain (30 s in throughput mode), and logical CPUs are bookkeeping, not cores.
+    Yields the app's URL (its route prefix), the Serve config deployed and the HTTP port. The logical CPUs leave
+    room for `extra_replicas` more replicas of each deployment (the trivial model's and the cold starts'): a removed
+    copy holds its CPUs while its replicas drain (30 s in throughput mode), and logical CPUs are bookkeeping, not
+    cores.
     """
     plan = env_plan(root, env)
     config = plan.serve_config()
-    # The zero-shot app first (its copies are made from it), then the toolkit's own apps the env asks for.
-    config["applications"] = [a for a in config["applications"] if a["name"] in (APP, WARM_WORKERS_APP)]
+    # The app first (copies are made from it), then the toolkit's own apps the env asks for.
+    config["applications"] = [
+        a for name in (app, WARM_WORKERS_APP) for a in config["applications"] if a["name"] == name
+    ]
+    if not config["applications"] or config["applications"][0]["name"] != app:
+        raise RuntimeError(f"deployments/{env}: its Serve config has no application {app!r}; the bench measures it")
     apply_ray_env(plan.ray_env)
     copy = sum(d.get("ray_actor_options", {}).get("num_cpus", 1) for d in config["applications"][0]["deployments"])
     cpus = logical_cpus(config) + math.ceil(extra_replicas * copy)
@@ -171,9 +182,8 @@ def served_app(root: Path, env: str, extra_replicas: int) -> Iterator[tuple[str,
     ):
         port = free_port()
         served = deploy(config, port, READY_TIMEOUT_S)
-        say(f"{APP} of {env} running after {served.seconds_to_running[APP]:.1f} s on {served.url}")
-        route = config["applications"][0]["route_prefix"]
-        yield f"{served.url}{route}/predict", config, port
+        say(f"{app} of {env} running after {served.seconds_to_running[app]:.1f} s on {served.url}")
+        yield f"{served.url}{config['applications'][0]['route_prefix']}", config, port
 
 
 def replica_pids() -> list[int]:
@@ -372,11 +382,11 @@ def start_served(
     systems = options.systems
     # One more replica for each copy; each cold start deploys a copy and scales it up by one.
     copies = ("served_mysql" in systems) + ("served_trivial_model" in systems)
-    url, config, port = stack.enter_context(served_app(root, options.env, copies + 2 * cold_starts))
+    base, config, port = stack.enter_context(served_app(root, options.env, copies + 2 * cold_starts))
     app = config["applications"][0]
     servers, extra = {}, []
     if "served" in systems:
-        servers["served"] = Server(url, ray_processes)
+        servers["served"] = Server(f"{base}/predict", ray_processes)
     if "served_trivial_model" in systems:
         int8 = root / "models" / read_manifest(root / "models")[RAW_VARIANTS["int8"]].path
         extra.append(cold_start.cold_copy(app, TRIVIAL_APP, trivial_model.build(int8, scratch / "trivial.onnx")))
@@ -455,6 +465,7 @@ def run(root: Path, options: Options) -> dict[str, Any]:
             colds = measure_cold_starts(config, port, body, artifact, cache, options)
         rows = prediction_rows(cache, mysql_url)
         say(f"prediction log rows at the end: {rows}")
+    generated = measure_generation(root, options, cores) if "generation" in options.parts else []
     return {
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "env": options.env,
@@ -472,7 +483,43 @@ def run(root: Path, options: Options) -> dict[str, Any]:
         "cold_start": [asdict(c) for c in colds],
         "prediction_rows": rows,
         "bentoml_mean_batch": bentoml_batch,
+        "generation": [asdict(g) for g in generated],
     }
+
+
+def measure_generation(root: Path, options: Options, cores: list[int]) -> list[generation.GenerationResult]:
+    """The generation part: <env>'s plain-language app on a Ray of its own and the naive generator on the same
+    archive, both pinned to `cores`; once both rewrite the first held-out note alike, each system at each of
+    report.GENERATION_CLIENTS in alternating order, over the run's warm-up and window."""
+    archive = root / "models" / read_manifest(root / "models")[GENERATION_MODEL].path
+    results = []
+    with contextlib.ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-generation-")))
+        os.environ["MODEL_CACHE_DIR"] = str(scratch / "model-cache")  # before Ray starts, as in run()
+        notes = generation.held_out_notes()
+        notes_file = scratch / "notes.json"
+        notes_file.write_text(json.dumps(notes))
+        say(f"starting the naive generator on {archive}")
+        naive_url, pid = stack.enter_context(generation.naive_server(archive, cores, scratch))
+        say(f"naive generator answers on {naive_url} (pid {pid})")
+        base, _, _ = stack.enter_context(served_app(root, options.env, 0, GENERATION_APP))
+        urls = {"served": f"{base}/generate/stream", "naive": naive_url}
+        text = generation.check_same_text(urls, notes[0])
+        say(f"served and naive rewrite {notes[0]!r} alike: {text!r}")
+        for index, clients in enumerate(report.GENERATION_CLIENTS):
+            for system in list(urls) if index % 2 == 0 else list(reversed(urls)):
+                wait_for_quiet(options.max_foreign_cores, options.quiet_timeout_s, say)
+                say(f"generation {system}: {clients} clients, {options.warmup_s:g} s warm-up, {options.duration_s:g} s")
+                result = generation.measure(
+                    system, urls[system], notes_file, clients, options.warmup_s, options.duration_s
+                )
+                say(
+                    f"generation {system}: {result.tokens_per_s:.1f} tokens/s, {result.rps:.2f} req/s, TTFT p50"
+                    f" {result.ttft_p50_ms:.1f} / p95 {result.ttft_p95_ms:.1f} ms, request p95"
+                    f" {result.request_p95_ms:.1f} ms, {result.errors} errors"
+                )
+                results.append(result)
+    return results
 
 
 def cpu_model() -> str:

@@ -597,6 +597,7 @@ def bench_history(history: Path) -> str:
         lines += ["", "| figure | value |", "| --- | ---: |"]
         lines += [f"| `{c}` | {latest[c] or '–'} |" for c in ratios]
     lines += _load_curve(latest)
+    lines += _generation(latest)
     labels = [r.get("timestamp", "")[:16] for r in rows]
     throughput = {s: [_number(r.get(f"{s}_rps", "")) for r in rows] for s in systems}
     p95 = {s: [_number(r.get(f"{s}_p95_ms", "")) for r in rows] for s in systems}
@@ -640,6 +641,28 @@ def _load_curve(row: dict[str, str]) -> list[str]:
         "",
         svg_chart("p95 latency by clients (latest run, log scale)", "ms", p95, labels, log=True),
     ]
+
+
+_GENERATION_COLUMN = re.compile(r"^generation_(?P<system>.+)_(?P<clients>\d+)_tokens_per_s$")
+
+
+def _generation(row: dict[str, str]) -> list[str]:
+    """The latest run's generation part (its `generation_<system>_<clients>_*` columns): tokens/s and TTFT p95 per
+    system and client count; nothing for a run before that part, whose cells are empty."""
+    points = []
+    for column, value in row.items():
+        match = _GENERATION_COLUMN.match(column)
+        if match and value:
+            points.append((match["system"], int(match["clients"])))
+    if not points:
+        return []
+    table = ["| system | clients | tokens/s | TTFT p95 ms |", "| --- | ---: | ---: | ---: |"]
+    for system, clients in points:
+        table.append(
+            f"| {system} | {clients} | {row[f'generation_{system}_{clients}_tokens_per_s']}"
+            f" | {row.get(f'generation_{system}_{clients}_ttft_p95_ms') or '–'} |"
+        )
+    return ["", "Generation in the latest run (plain-language, streamed; one window per row):", "", *table]
 
 
 _GOAL = re.compile(r"^(?P<name>GOAL_[A-Z0-9_]+) = (?P<value>[^#\n]+?)[ \t]*(?:#[ \t]*(?P<note>.*))?$", re.MULTILINE)

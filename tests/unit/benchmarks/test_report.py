@@ -37,8 +37,26 @@ def window(system: str, rps: float, p50_ms: float = 10.0, p95_ms: float = 20.0, 
     }
 
 
+def generation_window(system: str, clients: int, tokens_per_s: float, ttft_p95_ms: float = 40.0) -> dict[str, Any]:
+    return {
+        "system": system,
+        "clients": clients,
+        "window_s": 20.0,
+        "requests": 100,
+        "errors": 0,
+        "tokens": int(tokens_per_s * 20),
+        "tokens_per_s": tokens_per_s,
+        "rps": 5.0,
+        "ttft_p50_ms": ttft_p95_ms / 2,
+        "ttft_p95_ms": ttft_p95_ms,
+        "request_p50_ms": 150.0,
+        "request_p95_ms": 250.0,
+    }
+
+
 def minimal_document(**changes: Any) -> dict[str, Any]:
-    """A full run: every system at 16 clients, the curve, raw limits, cold starts and the render time."""
+    """A full run: every system at 16 clients, the curve, raw limits, cold starts, the render time and the
+    generation part."""
     rates = {
         "naive": 40,
         "fastapi_tuned": 600,
@@ -76,6 +94,12 @@ def minimal_document(**changes: Any) -> dict[str, Any]:
         "cold_start": [{"app": "c1", "to_running_s": 1.0, "to_first_answer_s": 1.2, "scale_up_to_running_s": 0.9}],
         "render_500_apps_s": {"total": 0.9},
         "prediction_rows": {"sqlite": 100, "mysql": 50},
+        "generation": [
+            generation_window("served", 1, 150.0, 12.0),
+            generation_window("naive", 1, 50.0, 60.0),
+            generation_window("naive", 8, 60.0, 900.0),
+            generation_window("served", 8, 600.0, 30.0),
+        ],
     }
     return {**document, **changes}
 
@@ -149,3 +173,48 @@ def test_new_columns_rewrite_the_history_with_the_old_rows_kept(tmp_path: Path) 
         {"timestamp": "2026-12-01", "served_rps": "500.0", "bentoml_rps": ""},
         {"timestamp": "2026-12-04", "served_rps": "660.0", "bentoml_rps": "300.0"},
     ]
+
+
+def test_the_table_shows_the_generation_part() -> None:
+    document = minimal_document()
+    summary = report.summarize(document)
+    shown = report.table(document, summary).splitlines()
+
+    assert summary["generation_served_over_naive"] == {1: 3.0, 8: 10.0}
+    start = shown.index(next(line for line in shown if line.startswith("generation: ")))
+    assert shown[start + 1].split() == [
+        *("system", "clients", "tokens/s", "req/s"),
+        *("TTFT", "p50", "ms", "TTFT", "p95", "ms", "request", "p95", "ms", "errors"),
+    ]
+    assert [line.split() for line in shown[start + 2 : start + 6]] == [
+        ["served", "1", "150.0", "5.00", "6.0", "12.0", "250.0", "0"],
+        ["served", "8", "600.0", "5.00", "15.0", "30.0", "250.0", "0"],
+        ["naive", "1", "50.0", "5.00", "30.0", "60.0", "250.0", "0"],
+        ["naive", "8", "60.0", "5.00", "450.0", "900.0", "250.0", "0"],
+    ]
+    assert shown[start + 6] == "generation, served / naive tokens/s: 1 client(s) 3.00x, 8 client(s) 10.00x"
+
+
+def test_a_run_without_the_generation_part_shows_none_and_leaves_its_cells_empty() -> None:
+    document = minimal_document()
+    del document["generation"]  # as the runs before that part wrote it
+    summary = report.summarize(document)
+
+    assert "generation" not in report.table(document, summary)
+    row = report.history_row(document, summary)
+    assert row["generation_served_8_tokens_per_s"] == row["generation_naive_1_ttft_p95_ms"] == ""
+
+
+def test_the_history_gets_tokens_per_s_and_ttft_p95_of_both_systems_at_1_and_8_clients(tmp_path: Path) -> None:
+    history = tmp_path / report.HISTORY
+    history.write_text("timestamp,served_rps\n2026-12-01,500.0\n")  # a line of a run before the generation part
+    document = minimal_document()
+    report.append_history(history, report.history_row(document, report.summarize(document)))
+    with history.open() as file:
+        old, new = list(csv.DictReader(file))
+
+    columns = [
+        f"generation_{s}_{c}_{f}" for s in ("served", "naive") for c in (1, 8) for f in ("tokens_per_s", "ttft_p95_ms")
+    ]
+    assert [new[c] for c in columns] == ["150.0", "12.0", "600.0", "30.0", "50.0", "60.0", "60.0", "900.0"]
+    assert (old["served_rps"], {old[c] for c in columns}) == ("500.0", {""})
