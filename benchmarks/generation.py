@@ -7,11 +7,12 @@ once the `done` event came; clients start at different notes and go round. A req
 the measured window: its time to the first `token` event, the tokens its `done` event reports and its whole time.
 An HTTP error, an `error` event, a stream without `done` or a broken connection counts as an error. Per system and
 client count: tokens/s (the tokens of the window's requests over the window), requests/s, TTFT p50/p95, request
-p50/p95, errors.
+p50/p95, errors, and the cores others used on the machine meanwhile (benchmarks/machine.py).
 
 The clients run in a process of their own, so that their CPU is not the bench's (whose process holds Ray's
 driver): `python -m benchmarks.generation --url URL --notes FILE --clients 8 --warmup-s 5 --duration-s 20` prints
-one JSON object (GenerationResult without its system).
+one JSON object (GenerationResult without its system and others' cores), and `window-start` and `window-end` lines
+on stderr as the measured window opens and closes.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import aiohttp
 import uvloop
 
 from benchmarks.loadgen import JSON_HEADERS, percentile
+from benchmarks.machine import CpuWindow
 from benchmarks.peers import free_port, server_process
 from loadtests.sse import EventStream
 from localrun.serve import LOCAL_HOST
@@ -72,6 +74,7 @@ class GenerationResult:
     ttft_p95_ms: float
     request_p50_ms: float
     request_p95_ms: float
+    foreign_cores: float = float("nan")  # used outside the bench during the window; NaN: the client alone measured
 
 
 async def stream(session: aiohttp.ClientSession, url: str, body: bytes) -> Streamed:
@@ -155,15 +158,21 @@ async def closed_loop(
             if start <= result.ended < stop:
                 measured.append(result)
 
+    async def mark(moment: float, name: str) -> None:
+        await asyncio.sleep(max(0.0, moment - time.perf_counter()))
+        print(name, file=sys.stderr, flush=True)
+
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        await asyncio.gather(*(client(session, i * len(bodies) // clients) for i in range(clients)))
+        readers = (client(session, i * len(bodies) // clients) for i in range(clients))
+        await asyncio.gather(mark(start, "window-start"), mark(stop, "window-end"), *readers)
     return measured
 
 
 def measure(
     system: str, url: str, notes_file: Path, clients: int, warmup_s: float, duration_s: float
 ) -> GenerationResult:
-    """Run the closed loop against `url` in a process of its own; its figures."""
+    """Run the closed loop against `url` in a process of its own; its figures, with the cores others used on the
+    machine over its window."""
     command = [sys.executable, "-m", "benchmarks.generation", "--url", url, "--notes", str(notes_file)]
     command += ["--clients", str(clients), "--warmup-s", str(warmup_s), "--duration-s", str(duration_s)]
     # A group of its own: stopped as one (localrun.stop) if the bench is.
@@ -171,12 +180,21 @@ def measure(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
     try:
+        window = CpuWindow(list)  # nothing measured but who else used the machine
+        cpu = None
+        assert process.stderr is not None
+        for line in process.stderr:
+            if line.strip() == "window-start":
+                window.start()
+            elif line.strip() == "window-end":
+                cpu = window.stop()
+                break
         out, err = process.communicate()
     finally:
         stop_group(process)
-    if process.returncode != 0:
+    if process.returncode != 0 or cpu is None:
         raise RuntimeError(f"generation client failed ({process.returncode}): {err[-2000:]}")
-    return GenerationResult(system=system, **json.loads(out))
+    return GenerationResult(system=system, foreign_cores=cpu.foreign_cores, **json.loads(out))
 
 
 def check_same_text(urls: dict[str, str], note: str) -> str:
@@ -234,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     notes = json.loads(Path(args.notes).read_text(encoding="utf-8"))
     streamed = uvloop.run(closed_loop(args.url, notes, args.clients, args.warmup_s, args.duration_s))
     result = asdict(figures("", args.clients, streamed, args.duration_s))
-    del result["system"]
+    del result["system"], result["foreign_cores"]
     json.dump(result, sys.stdout)
     print()
 

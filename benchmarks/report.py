@@ -265,15 +265,17 @@ def generation_table(summary: dict[str, Any]) -> list[str]:
     if not measured:
         return []
     lines = [
-        "generation: plain-language /generate/stream, held-out notes, closed-loop clients (one window each)",
+        "generation: plain-language /generate/stream, held-out notes, closed-loop clients (one window each; others"
+        " CPU = cores used outside this benchmark meanwhile)",
         f"{'system':<10}{'clients':>8}{'tokens/s':>10}{'req/s':>8}{'TTFT p50 ms':>13}{'TTFT p95 ms':>13}"
-        f"{'request p95 ms':>16}{'errors':>8}",
+        f"{'request p95 ms':>16}{'errors':>8}{'others CPU':>12}",
     ]
     for system in [s for s in GENERATION_SYSTEMS if s in measured]:
         for clients, row in sorted(measured[system].items()):
             lines.append(
                 f"{system:<10}{clients:>8}{row['tokens_per_s']:>10.1f}{row['rps']:>8.2f}{row['ttft_p50_ms']:>13.1f}"
                 f"{row['ttft_p95_ms']:>13.1f}{row['request_p95_ms']:>16.1f}{row['errors']:>8}"
+                f"{row.get('foreign_cores', float('nan')):>12.2f}"
             )
     ratios = [
         f"{c} client(s) {r:.2f}x" for c, r in summary["generation_served_over_naive"].items() if not math.isnan(r)

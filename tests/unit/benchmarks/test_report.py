@@ -51,6 +51,7 @@ def generation_window(system: str, clients: int, tokens_per_s: float, ttft_p95_m
         "ttft_p95_ms": ttft_p95_ms,
         "request_p50_ms": 150.0,
         "request_p95_ms": 250.0,
+        "foreign_cores": 0.1,
     }
 
 
@@ -184,13 +185,13 @@ def test_the_table_shows_the_generation_part() -> None:
     start = shown.index(next(line for line in shown if line.startswith("generation: ")))
     assert shown[start + 1].split() == [
         *("system", "clients", "tokens/s", "req/s"),
-        *("TTFT", "p50", "ms", "TTFT", "p95", "ms", "request", "p95", "ms", "errors"),
+        *("TTFT", "p50", "ms", "TTFT", "p95", "ms", "request", "p95", "ms", "errors", "others", "CPU"),
     ]
     assert [line.split() for line in shown[start + 2 : start + 6]] == [
-        ["served", "1", "150.0", "5.00", "6.0", "12.0", "250.0", "0"],
-        ["served", "8", "600.0", "5.00", "15.0", "30.0", "250.0", "0"],
-        ["naive", "1", "50.0", "5.00", "30.0", "60.0", "250.0", "0"],
-        ["naive", "8", "60.0", "5.00", "450.0", "900.0", "250.0", "0"],
+        ["served", "1", "150.0", "5.00", "6.0", "12.0", "250.0", "0", "0.10"],
+        ["served", "8", "600.0", "5.00", "15.0", "30.0", "250.0", "0", "0.10"],
+        ["naive", "1", "50.0", "5.00", "30.0", "60.0", "250.0", "0", "0.10"],
+        ["naive", "8", "60.0", "5.00", "450.0", "900.0", "250.0", "0", "0.10"],
     ]
     assert shown[start + 6] == "generation, served / naive tokens/s: 1 client(s) 3.00x, 8 client(s) 10.00x"
 
