@@ -76,7 +76,7 @@ class GenerateRequest(BaseModel):
 
     text: Annotated[str, StringConstraints(min_length=1, max_length=TEXT_CHARS_CEILING), UTF8, NotBlank] = Field(
         description="Clinical text to rewrite in plain words; at most Args.max_input_chars characters (default 2000).",
-        examples=["pt c/o SOB x3d, hx of CHF"],
+        examples=["Pt c/o SOB x3d, hx of CHF."],
     )
     max_new_tokens: int | None = Field(
         default=None,

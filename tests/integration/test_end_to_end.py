@@ -3,7 +3,8 @@
 Models published to S3 → an environment rendered with their s3:// URIs and a Secrets Manager reference to the
 database URL → Ray Serve started from the rendered serveConfigV2 → each replica downloads and verifies its model
 → Locust drives every app → the prediction log holds exactly one row per answer, with the output the client saw,
-and /stats agrees with the table. Then an S3 object is replaced with other bytes and the app refuses it.
+and /stats agrees with the table; concurrent streams of the generation app each get one row with the text they
+read. Then an S3 object is replaced with other bytes and the app refuses it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +26,22 @@ import sqlalchemy as sa
 import yaml
 
 from loadtests.run import LoadOptions, run_app
+from loadtests.sse import EventStream
 from localrun.serve import DeployError, deploy
 from render.pipeline import render_repo
 from render.spec.load import load_specs
 from render.write import write_tree
+from serve_apps.plain_language.evaluate import held_out
 from serve_apps.publish_models import publish
 from tests.integration.services import MariaDbDatabase
 
 REPO_ROOT = Path(__file__).parents[2]
 ENV = "e2e"
 RECORDER = Path(__file__).with_name("recording_locustfile.py")
-LOAD = LoadOptions(users=4, duration_s=8)
+USERS = 4
+LOAD = LoadOptions(users=USERS, duration_s=8)
 ROWS_TIMEOUT_S = 30
+STREAMS = 8
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +56,13 @@ def e2e_repo(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str, databas
     shutil.copytree(REPO_ROOT / "clusters", repo / "clusters")
     for layer in ("base", "dev"):
         shutil.copytree(REPO_ROOT / "deployments" / layer, repo / "deployments" / layer)
-    packages = {"zero-shot": "zero_shot", "iris": "iris", "tabular": "tabular", "doubleit": "doubleit"}
+    packages = {
+        "zero-shot": "zero_shot",
+        "iris": "iris",
+        "tabular": "tabular",
+        "doubleit": "doubleit",
+        "plain-language": "plain_language",
+    }
     overlay = {
         "extends": "dev",
         "env": {"secrets": {"PREDICTION_DB_URL": {"aws_secrets_manager": secret}}},
@@ -120,6 +132,7 @@ def _rows(database: MariaDbDatabase, app: str) -> list[Any]:
         engine.dispose()
 
 
+# The generation app's streams are read and held against the log by the test after this one.
 @pytest.mark.parametrize("app_name", ["zero-shot", "iris", "tabular", "doubleit"])
 def test_every_answer_is_logged_exactly_once_as_the_client_saw_it(
     app_name: str,
@@ -145,13 +158,53 @@ def test_every_answer_is_logged_exactly_once_as_the_client_saw_it(
     assert len(seen) == sent, "Serve returned a request id per answer, each unique"
 
     deadline = time.monotonic() + ROWS_TIMEOUT_S
-    while len(rows := _rows(database, app_name)) < sent and time.monotonic() < deadline:
+    rows = _rows(database, app_name)
+    while not seen.keys() <= {row.request_id for row in rows}:
+        assert time.monotonic() < deadline, f"{len(rows)} rows for {sent} answers after {ROWS_TIMEOUT_S} s"
         time.sleep(0.5)
-    assert len(rows) == sent
-    assert {row.request_id: json.loads(row.output_json) for row in rows} == seen
+        rows = _rows(database, app_name)
+    logged = {row.request_id: json.loads(row.output_json) for row in rows}
+    assert len(logged) == len(rows), "one row per request id"
+    assert {request_id: logged[request_id] for request_id in seen} == seen
+    # When the run ends Locust stops its users with their last requests in flight: Serve answers and logs those,
+    # but no client reads them. At most one per user.
+    assert len(rows) - sent <= USERS
 
     stats = httpx.get(f"{served}{app.route_prefix}/stats", timeout=10).json()
     assert stats["predictions"] == len(rows)
+
+
+def test_every_stream_is_logged_once_with_the_text_it_streamed(served: str, database: MariaDbDatabase) -> None:
+    """N concurrent streams of the plain-language app, its model from S3: N rows, each the text its client read."""
+    notes = [pair.source for pair in held_out()[:STREAMS]]
+    ids = [f"e2e-stream-{uuid.uuid4().hex}" for _ in notes]
+
+    def read(index: int) -> str:
+        pieces, done = [], None
+        parser = EventStream()
+        headers = {"x-request-id": ids[index]}
+        with (
+            httpx.Client(base_url=f"{served}/plain-language", timeout=60, headers=headers) as client,
+            client.stream("POST", "/generate/stream", json={"text": notes[index]}) as response,
+        ):
+            assert response.status_code == 200
+            for chunk in response.iter_bytes():
+                for event in parser.feed(chunk):
+                    if event.name == "token":
+                        pieces.append(json.loads(event.data)["text"])
+                    elif event.name == "done":
+                        done = json.loads(event.data)
+        assert done is not None and "".join(pieces) == done["text"]
+        return done["text"]
+
+    with ThreadPoolExecutor(STREAMS) as pool:
+        streamed = dict(zip(ids, pool.map(read, range(STREAMS)), strict=True))
+    deadline = time.monotonic() + ROWS_TIMEOUT_S
+    while len(rows := [r for r in _rows(database, "plain-language") if r.request_id in streamed]) < STREAMS:
+        assert time.monotonic() < deadline, f"{len(rows)} of {STREAMS} rows"
+        time.sleep(0.5)
+    assert len(rows) == STREAMS
+    assert {row.request_id: json.loads(row.output_json)["text"] for row in rows} == streamed
 
 
 def test_a_replaced_s3_object_is_refused(ray_cluster: Any, e2e_repo: Path, served: str, tmp_path: Path) -> None:

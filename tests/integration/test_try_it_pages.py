@@ -209,3 +209,35 @@ def test_doubleit_page_names_the_number_of_a_422(browser: WebDriver, app_urls: d
     assert submit(browser) == "refused"
     assert problems(browser) == ['Number 2: Input should be a valid number (got "two")']
     assert_offline_and_clean(browser, app_urls["doubleit"])
+
+
+def test_plain_language_page_shows_tokens_as_they_stream(browser: WebDriver, app_urls: dict[str, str]) -> None:
+    open_page(browser, app_urls["plain-language"])
+    click(browser, "shortness of breath")
+    # Each change of the output before the done event is a token shown as it arrived, not the whole text at once.
+    browser.execute_script(
+        """window.shown = [];
+        new MutationObserver(() => {
+          const output = document.getElementById("generated");
+          if (output && document.body.dataset.state === "busy") window.shown.push(output.textContent);
+        }).observe(document.getElementById("result"), {childList: true, subtree: true, characterData: true});"""
+    )
+    assert submit(browser) == "done"
+    text = browser.find_element(By.ID, "generated").text
+    assert text == "The patient complains of shortness of breath for 3 days, with a history of high blood pressure."
+    shown = [piece for piece in browser.execute_script("return window.shown") if piece]
+    assert len(shown) > 1, shown
+    assert all(text.startswith(piece.strip()) for piece in shown)
+    assert "first after" in browser.find_element(By.ID, "generation-summary").text
+    assert_offline_and_clean(browser, app_urls["plain-language"])
+    screenshot(browser, "plain-language")
+
+
+def test_plain_language_page_names_the_field_of_a_422(browser: WebDriver, app_urls: dict[str, str]) -> None:
+    open_page(browser, app_urls["plain-language"])
+    set_value(browser, "temperature", "5")
+    assert submit(browser) == "refused"
+    [problem] = problems(browser)
+    assert problem.startswith("Temperature: ")
+    assert browser.find_element(By.ID, "temperature").get_attribute("aria-invalid") == "true"
+    assert_offline_and_clean(browser, app_urls["plain-language"])

@@ -16,7 +16,7 @@ def test_an_unknown_app_names_the_apps_of_the_env(capsys: pytest.CaptureFixture[
     assert main(["dev", "zero_shot"]) == 2
     error = capsys.readouterr().err
     assert error.startswith("usage: python -m loadtests <env> [<app>]")
-    assert "dev has no app 'zero_shot'. Hint: apps of dev: doubleit, iris, tabular, zero-shot" in error
+    assert "dev has no app 'zero_shot'. Hint: apps of dev: doubleit, iris, plain-language, tabular, zero-shot" in error
 
 
 @pytest.mark.parametrize(

@@ -38,6 +38,7 @@ def test_every_dev_app_has_a_locustfile() -> None:
         "iris": "loadtests/iris/locustfile.py",
         "tabular": "loadtests/tabular/locustfile.py",
         "doubleit": "loadtests/doubleit/locustfile.py",
+        "plain-language": "loadtests/plain_language/locustfile.py",
     }
 
 
@@ -64,5 +65,7 @@ def test_two_apps_of_one_package_are_ambiguous() -> None:
 def test_select_apps_keeps_spec_order_and_names_unknown_apps() -> None:
     assert [app.name for app in select_apps(DEV, None)] == [app.name for app in DEV.apps]
     assert [app.name for app in select_apps(DEV, ["iris"])] == ["iris"]
-    with pytest.raises(LoadTestError, match=r"dev has no app 'zero_shot'\. Hint: apps of dev: doubleit, iris, tabular"):
+    with pytest.raises(
+        LoadTestError, match=r"dev has no app 'zero_shot'\. Hint: apps of dev: doubleit, iris, plain-language, tabular"
+    ):
         select_apps(DEV, ["zero_shot"])
