@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -34,11 +33,10 @@ import aiohttp
 import uvloop
 
 from benchmarks.loadgen import JSON_HEADERS, percentile
-from benchmarks.machine import CpuWindow
+from benchmarks.machine import CpuWindow, run_windowed
 from benchmarks.peers import free_port, server_process
 from loadtests.sse import EventStream
 from localrun.serve import LOCAL_HOST
-from localrun.stop import stop_group
 from serve_apps.plain_language.api import DONE_EVENT, ERROR_EVENT, TOKEN_EVENT
 
 REQUEST_TIMEOUT_S = 60  # a rewrite of 64 tokens takes well under a second here, even at 8 clients
@@ -175,25 +173,8 @@ def measure(
     machine over its window."""
     command = [sys.executable, "-m", "benchmarks.generation", "--url", url, "--notes", str(notes_file)]
     command += ["--clients", str(clients), "--warmup-s", str(warmup_s), "--duration-s", str(duration_s)]
-    # A group of its own: stopped as one (localrun.stop) if the bench is.
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        window = CpuWindow(list)  # nothing measured but who else used the machine
-        cpu = None
-        assert process.stderr is not None
-        for line in process.stderr:
-            if line.strip() == "window-start":
-                window.start()
-            elif line.strip() == "window-end":
-                cpu = window.stop()
-                break
-        out, err = process.communicate()
-    finally:
-        stop_group(process)
-    if process.returncode != 0 or cpu is None:
-        raise RuntimeError(f"generation client failed ({process.returncode}): {err[-2000:]}")
+    # Nothing measured but who else used the machine.
+    out, cpu = run_windowed(command, CpuWindow(list), "generation client")
     return GenerationResult(system=system, foreign_cores=cpu.foreign_cores, **json.loads(out))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -132,6 +133,34 @@ class CpuWindow:
 
     def _ours(self) -> list[psutil.Process]:
         return [*tree(os.getpid()), *self._outside()]
+
+
+def run_windowed(command: list[str], window: CpuWindow, what: str) -> tuple[str, CpuUse]:
+    """Run a load generator, which prints `window-start` and `window-end` on stderr around its measured window and
+    its figures on stdout; its stdout and the CPU `window` measured between the two marks.
+
+    In a process group of its own (wrk included), stopped as one if the bench is.
+    """
+    from localrun.stop import stop_group
+
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        cpu = None
+        assert process.stderr is not None
+        for line in process.stderr:
+            if line.strip() == "window-start":
+                window.start()
+            elif line.strip() == "window-end":
+                cpu = window.stop()
+                break
+        out, err = process.communicate()
+    finally:
+        stop_group(process)
+    if process.returncode != 0 or cpu is None:
+        raise RuntimeError(f"{what} failed ({process.returncode}): {err[-2000:]}")
+    return out, cpu
 
 
 def _delta(before: dict[_Key, float], after: dict[_Key, float]) -> float:

@@ -54,12 +54,12 @@ from typing import Any
 import psutil
 
 from benchmarks import cold_start, generation, gpu, loadgen, peers, raw, render_scale, report, trivial_model, tuning
-from benchmarks.machine import CpuWindow, load_average, say, tree, wait_for_quiet
+from benchmarks.machine import CpuWindow, load_average, run_windowed, say, tree, wait_for_quiet
 from benchmarks.peer_config import BENTOML, TUNED_FASTAPI, ModelSettings
 from benchmarks.peers import free_port
 from benchmarks.workload import request_bodies
 from localrun.serve import LOCAL_HOST, DeployError, apply_ray_env, deploy, env_plan, logical_cpus
-from localrun.stop import local_ray, stop_group, stop_on_signals
+from localrun.stop import local_ray, stop_on_signals
 from render.plan import WARM_WORKERS_APP
 from render.validate.crd import crd_dir_from_env
 from serve_apps.common.artifact import ModelArtifact
@@ -206,25 +206,7 @@ def measure_http(
     command = [sys.executable, "-m", "benchmarks.loadgen", "--url", server.url, "--bodies", str(bodies_file)]
     command += ["--clients", str(clients), "--warmup-s", str(options.warmup_s)]
     command += ["--duration-s", str(options.duration_s), "--generator", options.load_generator]
-    # A group of its own, wrk included: stopped as one (localrun.stop) if the bench is.
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        window = CpuWindow(server.measured, server.outside)
-        cpu = None
-        assert process.stderr is not None
-        for line in process.stderr:
-            if line.strip() == "window-start":
-                window.start()
-            elif line.strip() == "window-end":
-                cpu = window.stop()
-                break
-        out, err = process.communicate()
-    finally:
-        stop_group(process)
-    if process.returncode != 0 or cpu is None:
-        raise RuntimeError(f"load generator failed ({process.returncode}): {err[-2000:]}")
+    out, cpu = run_windowed(command, CpuWindow(server.measured, server.outside), "load generator")
     load = loadgen.LoadResult(**json.loads(out))
     result = HttpWindow(
         system=system,
