@@ -247,7 +247,7 @@ def loadtest(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
-    """Served zero-shot vs BentoML, tuned and naive FastAPI, raw model; load curve, cold start (`-- --quick`)."""
+    """Zero-shot vs BentoML, tuned and naive FastAPI, raw model; load curve; cold start; generation (`-- --quick`)."""
     install(session, "test")
     session.run("python", "-m", "serve_apps.build_models", "--out", "models")
     session.run(

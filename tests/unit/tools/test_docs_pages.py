@@ -166,6 +166,23 @@ def test_the_latest_run_s_load_curve_is_a_table_and_two_plots(tmp_path: Path) ->
     assert ">64</text>" in text  # every client count labels the curve's x axis
 
 
+def test_the_latest_run_s_generation_rows_are_a_table(tmp_path: Path) -> None:
+    history = tmp_path / "history.csv"
+    columns = ["timestamp", "served_rps", "served_p95_ms"]
+    columns += [
+        f"generation_{s}_{c}_{f}" for s in ("served", "naive") for c in (1, 8) for f in ("tokens_per_s", "ttft_p95_ms")
+    ]
+    before = ["2026-12-01T10:00:00", "600.0", "30.0", *[""] * 8]  # a run before the generation part
+    latest = ["2026-12-02T10:00:00", "610.0", "29.0", "2700", "4.3", "4700", "14.9", "470", "25.8", "", ""]
+    history.write_text("\n".join(",".join(line) for line in (columns, before, latest)) + "\n")
+    text = docs_pages.bench_history(history)
+    assert "| served | 8 | 4700 | 14.9 |" in text
+    assert "| naive | 1 | 470 | 25.8 |" in text
+    assert "| naive | 8 |" not in text  # not measured in the latest run
+    history.write_text("\n".join(",".join(line) for line in (columns, before)) + "\n")
+    assert "Generation in the latest run" not in docs_pages.bench_history(history)
+
+
 def test_without_a_reliability_report_the_page_says_how_to_make_one(tmp_path: Path) -> None:
     assert "`nox -s reliability`" in docs_pages.latest_reliability(tmp_path)
 
