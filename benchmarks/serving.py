@@ -58,7 +58,15 @@ from benchmarks.machine import CpuWindow, load_average, run_windowed, say, tree,
 from benchmarks.peer_config import BENTOML, TUNED_FASTAPI, ModelSettings
 from benchmarks.peers import free_port
 from benchmarks.workload import request_bodies
-from localrun.serve import LOCAL_HOST, DeployError, apply_ray_env, deploy, env_plan, logical_cpus
+from localrun.serve import (
+    LOCAL_HOST,
+    DeployError,
+    apply_ray_env,
+    cpus_at_max_replicas,
+    deploy,
+    env_plan,
+    logical_cpus,
+)
 from localrun.stop import local_ray, stop_on_signals
 from render.plan import WARM_WORKERS_APP
 from render.validate.crd import crd_dir_from_env
@@ -155,9 +163,9 @@ def served_app(root: Path, env: str, extra_replicas: int, app: str = APP) -> Ite
     """Ray with the env's Ray variables and explicit logical CPUs, Serve with the env's application `app`.
 
     Yields the app's URL (its route prefix), the Serve config deployed and the HTTP port. The logical CPUs leave
-    room for `extra_replicas` more replicas of each deployment (the trivial model's and the cold starts'): a removed
-    copy holds its CPUs while its replicas drain (30 s in throughput mode), and logical CPUs are bookkeeping, not
-    cores.
+    room for `extra_replicas` more copies of the app at its max replicas (the trivial model's and the cold starts'):
+    a removed copy holds its CPUs while its replicas drain (30 s in throughput mode), and logical CPUs are
+    bookkeeping, not cores.
     """
     plan = env_plan(root, env)
     config = plan.serve_config()
@@ -168,7 +176,7 @@ def served_app(root: Path, env: str, extra_replicas: int, app: str = APP) -> Ite
     if not config["applications"] or config["applications"][0]["name"] != app:
         raise RuntimeError(f"deployments/{env}: its Serve config has no application {app!r}; the bench measures it")
     apply_ray_env(plan.ray_env)
-    copy = sum(d.get("ray_actor_options", {}).get("num_cpus", 1) for d in config["applications"][0]["deployments"])
+    copy = cpus_at_max_replicas({"applications": config["applications"][:1]})
     cpus = logical_cpus(config) + math.ceil(extra_replicas * copy)
     say(f"starting Ray ({cpus:g} logical CPUs) with {plan.ray_env or 'no Serve variables'}")
     with local_ray(

@@ -67,14 +67,19 @@ def apply_ray_env(variables: Mapping[str, str]) -> None:
     os.environ.update(variables)
 
 
-def logical_cpus(config: dict[str, Any]) -> int:
-    """CPUs to give a local Ray so every deployment can reach its max replicas (logical, may exceed the cores)."""
+def cpus_at_max_replicas(config: dict[str, Any]) -> float:
+    """The logical CPUs the config's deployments reserve at their max replicas."""
     needed = 0.0
     for app in config["applications"]:
         for deployment in app["deployments"]:
             replicas = deployment.get("autoscaling_config", {}).get("max_replicas") or deployment.get("num_replicas", 1)
             needed += replicas * deployment.get("ray_actor_options", {}).get("num_cpus", 1)
-    return max(math.ceil(needed), os.cpu_count() or 1)
+    return needed
+
+
+def logical_cpus(config: dict[str, Any]) -> int:
+    """CPUs to give a local Ray so every deployment can reach its max replicas (logical, may exceed the cores)."""
+    return max(math.ceil(cpus_at_max_replicas(config)), os.cpu_count() or 1)
 
 
 def deploy(config: dict[str, Any], port: int, timeout_s: float = 300) -> LocalServe:
