@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import psutil
 
+from localrun.stop import stop_group
+
 _Key = tuple[int, float]  # pid, create_time: a pid alone may be reused
 
 
@@ -141,8 +143,6 @@ def run_windowed(command: list[str], window: CpuWindow, what: str) -> tuple[str,
 
     In a process group of its own (wrk included), stopped as one if the bench is.
     """
-    from localrun.stop import stop_group
-
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
