@@ -1,6 +1,6 @@
 """The served app with Ray Serve's defaults: what the toolkit's settings buy is the difference from this row.
 
-Same code, same model, same replica resources (one replica holding the node's CPUs) as the served app; everything
+Same code, same model, same replicas and replica resources as the served app (as many as it starts with); everything
 the toolkit tunes is left to Ray: Ray's Python HTTP proxy (no throughput-optimized mode, no HAProxy), access log
 on, max_ongoing_requests at Serve's default, the app's built-in batching (no user_config: batches of up to 16,
 5 ms wait, one batch at a time), ONNX Runtime threads = the replica's CPUs, no health-check or rollout settings,
@@ -29,15 +29,17 @@ READY_TIMEOUT_S = 300
 
 def out_of_the_box(app: dict[str, Any]) -> dict[str, Any]:
     """The zero-shot application of a rendered Serve config, stripped of everything the toolkit tunes (module
-    docstring): import path, args but num_threads, and the deployment's name and ray_actor_options remain."""
+    docstring): import path, args but num_threads, and the deployment's name, replica count (the fixed
+    num_replicas, or the replicas autoscaling starts with) and ray_actor_options remain."""
     (deployment,) = app["deployments"]
+    replicas = deployment.get("num_replicas") or deployment["autoscaling_config"]["min_replicas"]
     return {
         "name": app["name"],
         "import_path": app["import_path"],
         "route_prefix": app["route_prefix"],
         "args": {key: value for key, value in app["args"].items() if key != "num_threads"},
         "deployments": [
-            {"name": deployment["name"], "num_replicas": 1, "ray_actor_options": deployment["ray_actor_options"]}
+            {"name": deployment["name"], "num_replicas": replicas, "ray_actor_options": deployment["ray_actor_options"]}
         ],
     }
 

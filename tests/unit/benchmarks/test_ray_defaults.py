@@ -1,4 +1,4 @@
-"""Ray's defaults: the served app's code, model and replica resources, nothing the toolkit tunes."""
+"""Ray's defaults: the served app's code, model, replicas and their resources, nothing the toolkit tunes."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def test_out_of_the_box_keeps_the_app_and_its_resources_and_drops_every_tuning()
     assert app["args"] == {key: value for key, value in tuned["args"].items() if key != "num_threads"}
     assert deployment == {
         "name": tuned["deployments"][0]["name"],
-        "num_replicas": 1,
+        "num_replicas": tuned["deployments"][0]["autoscaling_config"]["min_replicas"],
         "ray_actor_options": tuned["deployments"][0]["ray_actor_options"],
     }
     assert "logging_config" not in app  # access log on
