@@ -30,9 +30,10 @@ READY_TIMEOUT_S = 300
 def out_of_the_box(app: dict[str, Any]) -> dict[str, Any]:
     """The zero-shot application of a rendered Serve config, stripped of everything the toolkit tunes (module
     docstring): import path, args but num_threads, and the deployment's name, replica count (the fixed
-    num_replicas, or the replicas autoscaling starts with) and ray_actor_options remain."""
+    num_replicas, or the replicas autoscaling starts with, at least one: a fixed count of 0 would never answer) and
+    ray_actor_options remain."""
     (deployment,) = app["deployments"]
-    replicas = deployment.get("num_replicas") or deployment["autoscaling_config"]["min_replicas"]
+    replicas = deployment.get("num_replicas") or max(1, deployment.get("autoscaling_config", {}).get("min_replicas", 1))
     return {
         "name": app["name"],
         "import_path": app["import_path"],
