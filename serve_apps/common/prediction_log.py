@@ -482,9 +482,11 @@ class PredictionLog:
                 if not self._buffer:
                     if self._closed:
                         return
+                    pause_s = self._settings.flush_interval_s
                     continue
                 taken = [self._buffer.popleft() for _ in range(min(len(self._buffer), self._settings.batch_rows))]
                 self._in_flight = taken
+                taken_at = time.monotonic()
             self._count_predictions(taken)
             batch = self._rows(taken)
             unwritten, refused = self._write(batch)
@@ -493,7 +495,11 @@ class PredictionLog:
                 self._count_dropped(len(taken) - len(batch) + len(refused))  # rows _rows() could not make, too
                 if not unwritten:
                     self._retrying = False
-                    pause_s = 0 if self._buffer else self._settings.flush_interval_s
+                    # The next batch is taken one interval after this one (at once when a full batch waits, see
+                    # _wake_writer), not as soon as this write ends: a row still waits at most about an interval,
+                    # and under load a transaction carries the interval's rows, not the few that came during the
+                    # last write: at 400 rows/s, taking at once made 97 MariaDB transactions in 1.2 s (the unit test).
+                    pause_s = max(0.0, taken_at + self._settings.flush_interval_s - time.monotonic())
                 else:
                     self._requeue(unwritten)
                     if self._closed:

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -233,6 +234,31 @@ def test_close_writes_what_is_buffered(db_url: str, app: str) -> None:
     log.close(timeout_s=10)
     assert not log.writer_alive
     assert logged_request_ids(db_url, app) == ["req-1"]
+
+
+def test_under_a_steady_stream_a_transaction_carries_an_interval_of_rows(db_url: str, app: str) -> None:
+    interval_s, stream_s = 0.2, 1.2
+    log = PredictionLog(db_url, app, PredictionLogSettings(flush_interval_s=interval_s))
+    commits: list[float] = []
+    event.listen(log._engine, "commit", lambda _connection: commits.append(time.monotonic()))
+    started = time.monotonic()
+    sent = 0
+    while time.monotonic() - started < stream_s:
+        record(log, f"req-{sent}")
+        sent += 1
+        time.sleep(0.002)
+    arrived = time.monotonic()
+    record(log, "last")
+    deadline = time.monotonic() + 5
+    while "last" not in logged_request_ids(db_url, app) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    waited_s = time.monotonic() - arrived
+    log.close(timeout_s=5)
+    assert len(logged_request_ids(db_url, app)) == sent + 1
+    # One transaction per interval (and one for the tables), not one per write's worth of rows: writing as soon as
+    # the last write ended gave hundreds here. A row still waits about an interval at most.
+    assert len(commits) <= stream_s / interval_s + 3
+    assert waited_s < interval_s + 0.5
 
 
 def test_default_db_url_is_sqlite_in_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
