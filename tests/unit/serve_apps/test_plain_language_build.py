@@ -74,3 +74,56 @@ def test_transformers_loads_the_extracted_checkpoint(trained: Path, tmp_path: Pa
     assert encoded.input_ids[-1] == tokenizer.eos_token_id
     assert tokenizer.decode(encoded.input_ids, skip_special_tokens=True) == "Pt c/o SOB x3d, hx of HTN."
     assert json.loads((tmp_path / "training.json").read_text())["steps"] == STEPS
+
+
+def _ops_of_a_training_step(vendor_free: bool) -> set[str]:
+    """The ATen ops one forward and backward pass of the tiny T5 runs in training mode."""
+    import contextlib
+
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from transformers import T5ForConditionalGeneration
+
+    from serve_apps.plain_language.build import RECIPES, dropout_from_aten_generator, t5_config
+
+    class Recorded(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops: set[str] = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            self.ops.add(str(func.overloadpacket))
+            return func(*args, **(kwargs or {}))
+
+    model = T5ForConditionalGeneration(t5_config(64, RECIPES["tiny"]))
+    model.train()
+    ids = torch.tensor([[5, 6, 7, 1], [8, 9, 1, 0]])
+    recorded = Recorded()
+    with dropout_from_aten_generator() if vendor_free else contextlib.nullcontext(), recorded:
+        model(input_ids=ids, attention_mask=(ids != 0).long(), labels=ids).loss.backward()
+    return recorded.ops
+
+
+def test_training_draws_no_bernoulli_whose_generator_depends_on_the_cpu_vendor() -> None:
+    # The same step without it draws ATen's dropout masks: the check sees them.
+    assert {"aten.native_dropout", "aten.bernoulli_"} & _ops_of_a_training_step(vendor_free=False)
+    ops = _ops_of_a_training_step(vendor_free=True)
+    assert not {op for op in ops if "bernoulli" in op or "dropout" in op}
+    assert "aten.uniform_" in ops
+
+
+def test_dropout_keeps_the_units_whose_uniform_draw_reaches_p() -> None:
+    import torch
+
+    from serve_apps.plain_language.build import dropout_from_aten_generator
+
+    values = torch.arange(1.0, 10_001.0)
+    torch.manual_seed(3)
+    expected_keep = torch.empty_like(values).uniform_() >= 0.25
+    torch.manual_seed(3)
+    with dropout_from_aten_generator():
+        dropped = torch.nn.functional.dropout(values, p=0.25, training=True)
+        assert torch.equal(torch.nn.functional.dropout(values, p=0.25, training=False), values)
+    assert torch.equal(dropped, torch.where(expected_keep, values * (1 / 0.75), torch.zeros_like(values)))
+    assert 0.7 < expected_keep.float().mean().item() < 0.8
+    assert torch.nn.functional.dropout.__module__ == "torch.nn.functional"  # put back on leaving
