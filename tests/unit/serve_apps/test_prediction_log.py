@@ -239,8 +239,8 @@ def test_close_writes_what_is_buffered(db_url: str, app: str) -> None:
 def test_under_a_steady_stream_a_transaction_carries_an_interval_of_rows(db_url: str, app: str) -> None:
     interval_s, stream_s = 0.2, 1.2
     log = PredictionLog(db_url, app, PredictionLogSettings(flush_interval_s=interval_s))
-    commits: list[float] = []
-    event.listen(log._engine, "commit", lambda _connection: commits.append(time.monotonic()))
+    commits = []
+    event.listen(log._engine, "commit", commits.append)
     started = time.monotonic()
     sent = 0
     while time.monotonic() - started < stream_s:
@@ -256,7 +256,7 @@ def test_under_a_steady_stream_a_transaction_carries_an_interval_of_rows(db_url:
     log.close(timeout_s=5)
     assert len(logged_request_ids(db_url, app)) == sent + 1
     # One transaction per interval (and one for the tables), not one per write's worth of rows: writing as soon as
-    # the last write ended gave hundreds here. A row still waits about an interval at most.
+    # the last write ended gave 97 here on MariaDB and 18 on SQLite. A row still waits about an interval at most.
     assert len(commits) <= stream_s / interval_s + 3
     assert waited_s < interval_s + 0.5
 
