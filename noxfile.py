@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nox
@@ -14,6 +15,10 @@ PYPROJECT = nox.project.load_toml("pyproject.toml")
 PYTHON = "3.11"
 # Dependency group → lock of the serving image; the GPU lock is constrained to the CPU lock's versions.
 IMAGE_LOCKS = {"image": ("image/requirements", []), "image-gpu": ("image/requirements-gpu", ["-c requirements.lock"])}
+# The versions, direct and transitive, of every session that installs the test group or a part of it (render, serve):
+# a new release on PyPI changes neither what the tests run nor the model build's inputs, so CI's kept models stay
+# valid (serve_apps/build_models.py stamps the version of every distribution the build imports). `nox -s lock`.
+TEST_LOCK = "tests/requirements.lock"
 # On Ctrl-C the runners of serve, loadtest, bench and reliability shut Serve and Ray down, which takes up to
 # localrun.stop.STOP_TIMEOUT_S. nox's defaults (SIGTERM 0.3 s after the interrupt, SIGKILL 0.2 s later)
 # killed the driver mid-shutdown and left Ray's agents running; this is how long each step waits instead.
@@ -33,14 +38,20 @@ def render_env(session: nox.Session) -> str:
     venv.create()
     python = str(Path(venv.bin, "python"))
     pip = (python, "-m", "pip", "install")
-    session.run_install(*pip, *nox.project.dependency_groups(PYPROJECT, "render"), silent=True)
+    session.run_install(*pip, *locked("render"), *nox.project.dependency_groups(PYPROJECT, "render"), silent=True)
     session.run_install(*pip, "--no-deps", "-e", ".", silent=True)
     return python
 
 
+def locked(group: str) -> tuple[str, ...]:
+    """pip's options that hold a group to the test lock's versions, if the test group holds all of its pins."""
+    pins, test_pins = (set(nox.project.dependency_groups(PYPROJECT, name)) for name in (group, "test"))
+    return ("-c", TEST_LOCK) if pins <= test_pins else ()
+
+
 def install(session: nox.Session, group: str) -> None:
     """Install one dependency group of pyproject.toml and the project itself."""
-    session.install(*nox.project.dependency_groups(PYPROJECT, group))
+    session.install(*locked(group), *nox.project.dependency_groups(PYPROJECT, group))
     session.install("--no-deps", "-e", ".")
 
 
@@ -152,18 +163,26 @@ def audit(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def lock(session: nox.Session) -> None:
-    """Lock the image's dependency groups with hashes into image/requirements*.lock (pip-compile)."""
+    """Lock the image's dependency groups with hashes into image/requirements*.lock, the test group into TEST_LOCK."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "lock"))
-    for group, (stem, lines) in IMAGE_LOCKS.items():
+    locks = {group: (*lock, True) for group, lock in IMAGE_LOCKS.items()}
+    locks["test"] = (TEST_LOCK.removesuffix(".lock"), [], False)  # constraints: versions, no hashes
+    for group, (stem, lines, hashed) in locks.items():
         pins = list(nox.project.dependency_groups(PYPROJECT, group))
         header = f"# Generated from pyproject.toml's {group} group by `nox -s lock`; edit the group, not this file."
         Path(f"{stem}.in").write_text("\n".join([header, *lines, *pins]) + "\n", encoding="utf-8")
-        with session.chdir("image"):  # paths in the locks' comments stay relative to image/
+        lock = Path(f"{stem}.lock")
+        with session.chdir(lock.parent):  # paths in the locks' comments stay relative to the lock
             session.run(
-                *("pip-compile", "--quiet", "--generate-hashes", "--allow-unsafe", "--strip-extras"),
-                *("--no-emit-find-links", "--no-emit-index-url", "--output-file", f"{Path(stem).name}.lock"),
+                *("pip-compile", "--quiet", "--allow-unsafe", "--strip-extras"),
+                *(("--generate-hashes",) if hashed else ()),
+                *("--no-emit-find-links", "--no-emit-index-url", "--output-file", lock.name),
                 f"{Path(stem).name}.in",
             )
+        if not hashed:
+            # Without its local label (torch 2.13.0+cpu here) a constraint admits that build where it lies on disk
+            # and PyPI's elsewhere, as pyproject.toml's pin does.
+            lock.write_text(re.sub(r"^([\w.-]+==[^\s+]+)\+\S+", r"\1", lock.read_text(), flags=re.MULTILINE))
 
 
 @nox.session(python=PYTHON, default=False)
