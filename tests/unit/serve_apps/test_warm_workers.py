@@ -1,5 +1,6 @@
-"""The warm-workers app when the raylet's private API fails: the app degrades (leaves the node alone a while, one
-warning, a metric) instead of failing, while a bug of its own still escapes.
+"""The warm-workers app: how it counts a node's workers (those it asked for, taken or not), and what it does when the
+raylet's private API fails: the app degrades (leaves the node alone a while, one warning, a metric) instead of
+failing, while a bug of its own still escapes.
 
 The raylet here is a real gRPC server on localhost that serves no method, so the app's own Raylet client (Ray's
 channel, the generated stub and messages) gets a real UNIMPLEMENTED, as from a raylet whose Ray dropped the method.
@@ -54,11 +55,25 @@ class RecordingMetrics(WarmWorkersMetrics):
 class IdleRaylet:
     """A raylet that answers: no fresh workers yet, and any prestart accepted."""
 
-    def fresh_workers(self, job_id: str) -> list[int]:
-        return []
+    def workers(self, job_id: str) -> dict[int, bool]:
+        return {}
 
     def prestart(self, job_id: str, count: int) -> None:
         pass
+
+
+class ScriptedRaylet:
+    """A raylet whose workers (PID -> fresh) the test sets, and which records each prestart's count."""
+
+    def __init__(self) -> None:
+        self.pids: dict[int, bool] = {}
+        self.prestarts: list[int] = []
+
+    def workers(self, job_id: str) -> dict[int, bool]:
+        return dict(self.pids)
+
+    def prestart(self, job_id: str, count: int) -> None:
+        self.prestarts.append(count)
 
 
 @pytest.fixture
@@ -167,10 +182,47 @@ def test_the_app_recovers_when_the_raylet_answers_again(
 
 def test_a_bug_outside_the_raylet_calls_is_not_absorbed() -> None:
     class NoneRaylet(IdleRaylet):
-        def fresh_workers(self, job_id: str) -> list[int]:
+        def workers(self, job_id: str) -> dict[int, bool]:
             return None  # type: ignore[return-value]
 
     warmer = Warmer(JOB_ID, WarmWorkersArgs(per_node=2), RecordingMetrics(), lambda address: NoneRaylet())  # type: ignore[arg-type,return-value]
 
-    with pytest.raises(TypeError):
+    with pytest.raises(AttributeError):
         warmer.check({NODE: "127.0.0.1:1"})
+
+
+def scripted_warmer(per_node: int = 2) -> tuple[Warmer, ScriptedRaylet]:
+    raylet = ScriptedRaylet()
+    warmer = Warmer(JOB_ID, WarmWorkersArgs(per_node=per_node), RecordingMetrics(), lambda address: raylet)  # type: ignore[arg-type,return-value]
+    return warmer, raylet
+
+
+def test_workers_that_come_up_fresh_are_kept_and_not_asked_for_again() -> None:
+    warmer, raylet = scripted_warmer()
+    raylet.pids = {100: False}  # a replica's worker, there before the app
+    warmer.check({NODE: "raylet"})
+    assert raylet.prestarts == [2]
+
+    raylet.pids |= {101: True, 102: True}
+    warmer.check({NODE: "raylet"})
+    warmer.check({NODE: "raylet"})
+
+    assert warmer.fresh_workers() == {NODE: [101, 102]}
+    assert raylet.prestarts == [2]
+
+
+def test_a_worker_taken_before_the_next_check_is_asked_for_again_at_once() -> None:
+    """Serve hands a worker that just came up to a replica waiting for one; the app never sees it fresh."""
+    warmer, raylet = scripted_warmer()
+    warmer.check({NODE: "raylet"})  # asks for 2
+    raylet.pids = {101: True, 102: True}
+    warmer.check({NODE: "raylet"})  # both came up: kept
+    raylet.pids[101] = False  # a new app's replica took one
+    warmer.check({NODE: "raylet"})
+    assert raylet.prestarts == [2, 1]
+
+    raylet.pids[103] = False  # the one asked for came up and a second replica took it at once
+    warmer.check({NODE: "raylet"})
+
+    assert raylet.prestarts == [2, 1, 1], "the node stays one worker short until the startup timeout"
+    assert warmer.fresh_workers() == {NODE: [102]}
