@@ -13,12 +13,18 @@ nox.options.error_on_missing_interpreters = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 PYTHON = "3.11"
-# Dependency group → lock of the serving image; the GPU lock is constrained to the CPU lock's versions.
-IMAGE_LOCKS = {"image": ("image/requirements", []), "image-gpu": ("image/requirements-gpu", ["-c requirements.lock"])}
-# The versions, direct and transitive, of every session that installs the test group or a part of it (render, serve):
-# a new release on PyPI changes neither what the tests run nor the model build's inputs, so CI's kept models stay
-# valid (serve_apps/build_models.py stamps the version of every distribution the build imports). `nox -s lock`.
-TEST_LOCK = "tests/requirements.lock"
+# Dependency group → (its lock's path without ".lock", lines before its pins, with hashes). `nox -s lock` writes them.
+# The serving image's locks carry hashes (the Dockerfile installs with --require-hashes); the GPU lock is constrained
+# to the CPU lock's versions. The test lock holds the versions, direct and transitive, of every session that installs
+# the test group or a part of it (render, serve), as pip constraints: a new release on PyPI changes neither what the
+# tests run nor the model build's inputs, so CI's kept models stay valid (serve_apps/build_models.py stamps the
+# version of every distribution the build imports).
+LOCKS = {
+    "image": ("image/requirements", [], True),
+    "image-gpu": ("image/requirements-gpu", ["-c requirements.lock"], True),
+    "test": ("tests/requirements", [], False),
+}
+TEST_LOCK = f"{LOCKS['test'][0]}.lock"
 # On Ctrl-C the runners of serve, loadtest, bench and reliability shut Serve and Ray down, which takes up to
 # localrun.stop.STOP_TIMEOUT_S. nox's defaults (SIGTERM 0.3 s after the interrupt, SIGKILL 0.2 s later)
 # killed the driver mid-shutdown and left Ray's agents running; this is how long each step waits instead.
@@ -165,9 +171,7 @@ def audit(session: nox.Session) -> None:
 def lock(session: nox.Session) -> None:
     """Lock the image's dependency groups with hashes into image/requirements*.lock, the test group into TEST_LOCK."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "lock"))
-    locks = {group: (*lock, True) for group, lock in IMAGE_LOCKS.items()}
-    locks["test"] = (TEST_LOCK.removesuffix(".lock"), [], False)  # constraints: versions, no hashes
-    for group, (stem, lines, hashed) in locks.items():
+    for group, (stem, lines, hashed) in LOCKS.items():
         pins = list(nox.project.dependency_groups(PYPROJECT, group))
         header = f"# Generated from pyproject.toml's {group} group by `nox -s lock`; edit the group, not this file."
         Path(f"{stem}.in").write_text("\n".join([header, *lines, *pins]) + "\n", encoding="utf-8")
