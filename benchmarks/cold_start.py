@@ -22,12 +22,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import psutil
+
+from benchmarks.machine import CpuWindow
 from localrun.serve import deploy, submit
 from serve_apps.common.artifact import ModelArtifact
 
 BUCKET = "bench-models"
 REGION = "us-east-1"
 POLL_S = 0.02
+CPU_SHOWN_S = 0.05  # processes below this many CPU-seconds in the cold start are left out of its breakdown
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,9 @@ class ColdStart:
     to_running_s: float
     to_first_answer_s: float
     scale_up_to_running_s: float
+    # CPU-seconds each kind of process on the machine used from the deploy call to the first answer (machine
+    # .process_label; "busy" is the whole machine's), largest first: what the new replicas competed with.
+    cpu_s_to_first_answer: dict[str, float]
 
 
 def _localstack_module(root: Path) -> ModuleType:
@@ -129,12 +136,19 @@ def measure(
     the cache again, scale the copy up by one replica and time that replica to RUNNING. Leaves `config` deployed.
     `cache` is the MODEL_CACHE_DIR the replicas use (serve_apps.common.artifact.fetch)."""
     url = f"http://127.0.0.1:{port}{copy['route_prefix']}/predict"
+    cpu = CpuWindow(lambda: list(psutil.process_iter()))
     with ThreadPoolExecutor(1) as pool:
         shutil.rmtree(cache / "sha256", ignore_errors=True)  # replicas running already hold their model in memory
+        cpu.start()
         started = time.monotonic()
         deployed = pool.submit(deploy, {**config, "applications": [*config["applications"], copy]}, port, timeout_s)
         answered = first_answer(url, body, timeout_s)
+        used = cpu.stop()
         running = deployed.result().seconds_to_running[copy["name"]]
+    wall = answered - started
+    cpu_s = {"busy": used.machine_cores * wall} | {
+        label: cores * wall for label, cores in used.by_process.items() if cores * wall >= CPU_SHOWN_S
+    }
     before = _running_replicas(copy["name"])
     shutil.rmtree(cache / "sha256", ignore_errors=True)
     scaled = {**config, "applications": [*config["applications"], _one_more_replica(copy)]}
@@ -148,5 +162,9 @@ def measure(
     scaled_up = time.monotonic() - scale_started
     deploy(config, port, timeout_s)  # the copy goes away again; its replicas drain in the background
     return ColdStart(
-        app=copy["name"], to_running_s=running, to_first_answer_s=answered - started, scale_up_to_running_s=scaled_up
+        app=copy["name"],
+        to_running_s=running,
+        to_first_answer_s=wall,
+        scale_up_to_running_s=scaled_up,
+        cpu_s_to_first_answer={label: round(seconds, 2) for label, seconds in cpu_s.items()},
     )

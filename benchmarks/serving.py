@@ -555,6 +555,10 @@ def measure_cold_starts(
             f" {result.to_first_answer_s:.2f} s; one more replica RUNNING after {result.scale_up_to_running_s:.2f} s"
             f" (model from {artifact.uri}, verified)"
         )
+        say(
+            "  CPU-seconds to the first answer: "
+            + ", ".join(f"{label} {seconds:.2f}" for label, seconds in result.cpu_s_to_first_answer.items())
+        )
         results.append(result)
     return results
 
