@@ -101,8 +101,9 @@ class ServeOptions(StrictModel):
         Field(
             default=True,
             description=(
-                "Every Ray worker imports Ray Serve's replica code and the modules of the apps its cluster serves"
-                " when it starts, before it takes work (Ray's preload_python_modules). Ray starts a new app's replica"
+                "Every Ray worker imports Ray Serve's replica code, what every model replica imports (boto3 for"
+                " S3, SQLAlchemy for the prediction log) and the modules of the apps its cluster serves when it"
+                " starts, before it takes work (Ray's preload_python_modules). Ray starts a new app's replica"
                 " worker beside the task that builds the app, so the replica finds them imported instead of importing"
                 " them after the build: a new app answered 0.28 s sooner on average (2.66 s vs 2.94 s, README"
                 " Benchmarks). A worker that serves no app imports them too. It is in the environment of every Ray"

@@ -160,8 +160,9 @@ COMMON_PARITY: Mapping[str, Honour] = {
     ),
     "env.serve.access_log": exact(f"logging_config.enable_access_log of every application {SERVE_CONFIG}"),
     "env.serve.preload_modules": exact(
-        "RAY_preload_python_modules in the environment of every container that runs Ray: Ray Serve's replica module"
-        " and the modules of the apps that container serves"
+        "RAY_preload_python_modules in the environment of every container that runs Ray: Ray Serve's replica module,"
+        " what every model replica imports when it starts (boto3, the prediction log) and the modules of the apps"
+        " that container serves"
     ),
     "apps[].name": exact(f"application name {SERVE_CONFIG}"),
     "apps[].import_path": exact(f"import_path {SERVE_CONFIG}"),

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from localrun.serve import LOCAL_PREDICTION_LOG, apply_ray_env, dashboard_access, env_plan, prediction_log_url
-from render.plan import PRELOAD_MODULES_ENV, SERVE_REPLICA_MODULE, THROUGHPUT_OPTIMIZED_ENV, preload_modules
+from render.plan import (
+    PRELOAD_MODULES_ENV,
+    REPLICA_IMPORTS,
+    SERVE_REPLICA_MODULE,
+    THROUGHPUT_OPTIMIZED_ENV,
+    preload_modules,
+)
 from render.spec.load import known_envs
 from render.targets.single_node import container_env
 from serve_apps.common.prediction_log import DB_URL_ENV
@@ -46,7 +52,7 @@ def test_a_one_app_container_preloads_only_its_own_app() -> None:
     for app_plan in plan.apps:
         env = {e["name"]: e["value"] for e in container_env(plan, app_plan)}
         module = app_plan.app.import_path.split(":")[0]
-        assert env[PRELOAD_MODULES_ENV] == f"{SERVE_REPLICA_MODULE},{module}"
+        assert env[PRELOAD_MODULES_ENV] == ",".join((SERVE_REPLICA_MODULE, *REPLICA_IMPORTS, module))
 
 
 def test_the_prediction_log_is_the_checkouts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,7 @@ import yaml
 from render.cli import main
 from render.errors import RenderError
 from render.pipeline import render_repo
-from render.plan import PRELOAD_MODULES_ENV, WARM_WORKERS_APP
+from render.plan import PRELOAD_MODULES_ENV, REPLICA_IMPORTS, SERVE_REPLICA_MODULE, WARM_WORKERS_APP
 from render.spec.base import K8S_NAME_PATTERN
 from render.validate.serve import serve_config_problems
 from render.write import read_tree, write_tree
@@ -222,7 +222,7 @@ THROUGHPUT_ENV = [
 
 
 # Ray Serve's replica module, then the module of the fixture's apps (both are echo apps).
-PROD_PRELOAD = "ray.serve._private.replica,tests.fixtures.echo_app"
+PROD_PRELOAD = f"{SERVE_REPLICA_MODULE},{','.join(REPLICA_IMPORTS)},tests.fixtures.echo_app"
 
 
 def _ray_containers(service: dict[str, Any]) -> list[dict[str, Any]]:
