@@ -5,7 +5,13 @@ Ray starts a worker process for each new replica when Serve asks for it: Python,
 one that never ran anything (a worker that ran a task never hosts an actor) and of the same job, and it starts none
 ahead of demand for Serve. This app belongs to the Serve controller's job like every app, so every `period_s` it
 asks the raylet of each node for as many such workers as that node lacks of `per_node`, counting only those it
-started; Serve's next build task or replica there takes one.
+started; Serve's next build task or replica there takes one. It waits until no worker was taken on a node for
+`settle_s` before it starts replacements there, so they do not compete for the CPU with the replicas starting in
+the workers just taken (about 1 CPU-second per new worker), and it starts them one at a time: a raylet starts at
+most min(CPUs, cpu_count) workers at once and drops a prestart beyond that without an error (ray-project/ray
+`python/ray/_private/services.py`, `maximum_startup_concurrency`; `src/ray/raylet/worker_pool.cc`,
+`StartWorkerProcess` answers TooManyStartingWorkerProcesses), which left a node a worker short until
+STARTUP_TIMEOUT_S when three were asked for at once on two cores.
 
 It speaks the raylet's own gRPC API (ray.core.generated, pinned with Ray), which Ray exposes to no Python API:
 PrestartWorkers and GetNodeStats (the dashboard's source of per-worker stats). The integration test
@@ -16,6 +22,7 @@ sets the `serving_warm_workers_degraded` gauge; its replica stays healthy, since
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,8 +43,10 @@ logger = logging.getLogger("ray.serve")
 # full node each warm worker is started again every 10 minutes (about 1 CPU-second), and after the app is removed
 # its last workers stay up to 10 minutes.
 KEEP_ALIVE_S = 600
-# A requested worker counts as on its way until a new fresh worker shows on its node, or for this long.
-STARTUP_TIMEOUT_S = 30.0
+# A requested worker counts as on its way until a new worker of the job shows on its node, or for this long: a worker
+# starts in 1-2 s, but the raylet drops a prestart silently while as many workers as its startup limit are starting
+# (below).
+STARTUP_TIMEOUT_S = 10.0
 RPC_TIMEOUT_S = 10.0
 # A node whose raylet call failed is tried again after period_s, doubled on each failure in a row, at most this long.
 MAX_BACKOFF_S = 300.0
@@ -50,6 +59,14 @@ class WarmWorkersArgs(BaseModel):
 
     per_node: int = Field(ge=1, le=16, description="Fresh idle workers kept on every node.")
     period_s: float = Field(default=2.0, gt=0, le=60, description="Seconds between two checks of every node.")
+    settle_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=600,
+        description="Seconds without a worker taken on a node before its missing workers are started: a new app's"
+        " replicas construct first (on two cores, three replacements starting beside them took a cold start from"
+        " 1.1-1.2 s to 2.1-2.3 s; docs/benchmarks.md).",
+    )
 
 
 class RayletError(Exception):
@@ -128,30 +145,38 @@ class NodeWarmth:
 
     raylet: Raylet
     ours: set[int] = field(default_factory=set)
-    known: set[int] = field(default_factory=set)
+    known: set[int] | None = None  # the job's workers at the last check; None before the first
     starting: int = 0
     requested_at: float = 0.0
+    taken_at: float = -math.inf
 
-    def top_up(self, job_id: str, per_node: int) -> None:
-        """Claim the workers that came up since the last request, then ask for those the node lacks."""
+    def top_up(self, job_id: str, args: WarmWorkersArgs, now: float) -> None:
+        """Claim the workers that came up since the last request, then ask for those the node lacks, once no worker
+        was taken there for `args.settle_s` (`now`: time.monotonic())."""
         workers = self.raylet.workers(job_id)
         fresh = {pid for pid, is_fresh in workers.items() if is_fresh}
-        arrived = sorted(set(workers) - self.known)
+        arrived = sorted(set(workers) - (self.known or set()))
+        # Taken: one of ours that ran something since, or a new worker of the job already busy (one of ours handed
+        # to a replica before this check saw it, or one Ray started for a replica that found none warm). The busy
+        # workers of the first check were there before this app.
+        new_busy = self.known is not None and any(pid not in fresh for pid in arrived)
+        if new_busy or any(pid in workers and pid not in fresh for pid in self.ours):
+            self.taken_at = now
         self.known = set(workers)
         claimed = [pid for pid in arrived if pid in fresh][: self.starting]
         self.ours = (self.ours | set(claimed)) & fresh  # one that ran something is no longer fresh
         # Every new worker of the job counts as one asked for, taken or not: Serve hands a worker that just came up
         # to the replica waiting for one, often before this check sees it fresh, and counted as still starting it
         # left the node short until STARTUP_TIMEOUT_S (30 s without a warm worker between two cold starts in the
-        # bench). A new worker that Ray started itself counts too; then one more is asked for than needed.
+        # bench). A new worker that Ray started itself counts too; then one is asked for before ours came up.
         self.starting = max(0, self.starting - len(arrived))
-        if self.starting and time.monotonic() - self.requested_at > STARTUP_TIMEOUT_S:
+        if self.starting and now - self.requested_at > STARTUP_TIMEOUT_S:
             self.starting = 0  # never registered (failed to start): asked for again below
-        missing = per_node - len(self.ours) - self.starting
-        if missing > 0:
-            self.raylet.prestart(job_id, missing)
-            self.starting += missing
-            self.requested_at = time.monotonic()
+        settled = now - self.taken_at >= args.settle_s
+        if not self.starting and len(self.ours) < args.per_node and settled:
+            self.raylet.prestart(job_id, 1)  # one at a time (the module's docstring says why)
+            self.starting = 1
+            self.requested_at = now
 
 
 class WarmWorkersMetrics:
@@ -201,11 +226,13 @@ class Warmer:
         args: WarmWorkersArgs,
         metrics: WarmWorkersMetrics,
         connect: Callable[[str], Raylet] = Raylet,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._job_id = job_id
         self._args = args
         self._metrics = metrics
         self._connect = connect
+        self._clock = clock
         self._nodes: dict[str, NodeWarmth] = {}
         self._failing: dict[str, Failing] = {}
         self._warned: set[str] = set()
@@ -213,7 +240,7 @@ class Warmer:
 
     def check(self, raylets: dict[str, str]) -> None:
         """Top up each node of `raylets` (node ID -> raylet address, host:port) not left alone, forget the others."""
-        now = time.monotonic()
+        now = self._clock()
         for node_id, address in raylets.items():
             failing = self._failing.get(node_id)
             if failing is not None and now < failing.retry_at:
@@ -221,7 +248,7 @@ class Warmer:
             try:
                 if node_id not in self._nodes:
                     self._nodes[node_id] = NodeWarmth(self._connect(address))
-                self._nodes[node_id].top_up(self._job_id, self._args.per_node)
+                self._nodes[node_id].top_up(self._job_id, self._args, now)
             except RayletError as error:
                 self._failed(node_id, error)
             else:
@@ -240,7 +267,7 @@ class Warmer:
         previous = self._failing.get(node_id)
         failures = previous.failures + 1 if previous else 1
         delay_s = min(self._args.period_s * 2 ** min(failures, 16), MAX_BACKOFF_S)
-        self._failing[node_id] = Failing(error.reason, failures, time.monotonic() + delay_s)
+        self._failing[node_id] = Failing(error.reason, failures, self._clock() + delay_s)
         self._metrics.raylet_failed(error.reason)
         if error.reason not in self._warned:
             self._warned.add(error.reason)

@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 import pytest
 
-from serve_apps.warm_workers import RayletError, Warmer, WarmWorkersArgs, WarmWorkersMetrics
+from serve_apps.warm_workers import STARTUP_TIMEOUT_S, RayletError, Warmer, WarmWorkersArgs, WarmWorkersMetrics
 
 JOB_ID = "01000000"
 NODE = "node-a"
@@ -191,38 +191,112 @@ def test_a_bug_outside_the_raylet_calls_is_not_absorbed() -> None:
         warmer.check({NODE: "127.0.0.1:1"})
 
 
-def scripted_warmer(per_node: int = 2) -> tuple[Warmer, ScriptedRaylet]:
+class Clock:
+    """time.monotonic() for the warmer, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def scripted_warmer(per_node: int = 2, settle_s: float = 5.0) -> tuple[Warmer, ScriptedRaylet, Clock]:
     raylet = ScriptedRaylet()
-    warmer = Warmer(JOB_ID, WarmWorkersArgs(per_node=per_node), RecordingMetrics(), lambda address: raylet)  # type: ignore[arg-type,return-value]
-    return warmer, raylet
+    clock = Clock()
+    args = WarmWorkersArgs(per_node=per_node, settle_s=settle_s)
+    warmer = Warmer(JOB_ID, args, RecordingMetrics(), lambda address: raylet, clock)  # type: ignore[arg-type,return-value]
+    return warmer, raylet, clock
 
 
-def test_workers_that_come_up_fresh_are_kept_and_not_asked_for_again() -> None:
-    warmer, raylet = scripted_warmer()
-    raylet.pids = {100: False}  # a replica's worker, there before the app
+def test_workers_are_asked_for_one_at_a_time_and_kept() -> None:
+    """A raylet drops a prestart while its startup limit of workers (min(CPUs, cpu_count)) are starting."""
+    warmer, raylet, _ = scripted_warmer(per_node=2)
+    raylet.pids = {100: False}  # a replica's worker, there before the app: not taken from it
     warmer.check({NODE: "raylet"})
-    assert raylet.prestarts == [2]
+    warmer.check({NODE: "raylet"})
+    assert raylet.prestarts == [1], "a second asked for while the first starts"
 
-    raylet.pids |= {101: True, 102: True}
+    raylet.pids[101] = True
+    warmer.check({NODE: "raylet"})
+    assert raylet.prestarts == [1, 1]
+    raylet.pids[102] = True
     warmer.check({NODE: "raylet"})
     warmer.check({NODE: "raylet"})
 
     assert warmer.fresh_workers() == {NODE: [101, 102]}
-    assert raylet.prestarts == [2]
+    assert raylet.prestarts == [1, 1]
 
 
-def test_a_worker_taken_before_the_next_check_is_asked_for_again_at_once() -> None:
+def test_a_worker_that_never_comes_is_asked_for_again_after_the_startup_timeout() -> None:
+    warmer, raylet, clock = scripted_warmer(per_node=1)
+    warmer.check({NODE: "raylet"})  # dropped by the raylet: nothing comes
+    clock.now += STARTUP_TIMEOUT_S
+    warmer.check({NODE: "raylet"})
+    assert raylet.prestarts == [1]
+
+    clock.now += 0.1
+    warmer.check({NODE: "raylet"})
+    assert raylet.prestarts == [1, 1]
+
+
+def warm_node(warmer: Warmer, raylet: ScriptedRaylet, pids: list[int]) -> None:
+    """Let the warmer fill the node with `pids`, one per check as it asks."""
+    for pid in pids:
+        warmer.check({NODE: "raylet"})
+        raylet.pids[pid] = True
+    warmer.check({NODE: "raylet"})
+    assert warmer.fresh_workers() == {NODE: pids}
+
+
+def test_taken_workers_are_replaced_once_none_was_taken_for_settle_s() -> None:
+    """Replacements wait while a new app's replicas construct in the workers just taken."""
+    warmer, raylet, clock = scripted_warmer(per_node=3, settle_s=5)
+    warm_node(warmer, raylet, [101, 102, 103])
+    asked = len(raylet.prestarts)
+    raylet.pids[101] = False  # the new app's build task took one
+    warmer.check({NODE: "raylet"})
+    clock.now += 2
+    raylet.pids |= {102: False, 103: False}  # its two replicas took the others
+    warmer.check({NODE: "raylet"})
+    clock.now += 4.9
+    warmer.check({NODE: "raylet"})
+    assert len(raylet.prestarts) == asked, "replaced while the replicas start"
+
+    clock.now += 0.1
+    warmer.check({NODE: "raylet"})
+    assert raylet.prestarts[asked:] == [1]
+
+
+def test_a_new_busy_worker_holds_the_replacements_back() -> None:
+    """A worker Ray started for a replica that found none warm is a take too: the node is busy starting."""
+    warmer, raylet, clock = scripted_warmer(per_node=1, settle_s=5)
+    warm_node(warmer, raylet, [101])
+    raylet.pids |= {101: False, 102: False}  # a rollout took it, and Ray started another for the next replica
+    warmer.check({NODE: "raylet"})
+    clock.now += 4
+    raylet.pids[103] = False  # and one more
+    warmer.check({NODE: "raylet"})
+    clock.now += 4
+    warmer.check({NODE: "raylet"})
+    assert raylet.prestarts == [1]
+
+    clock.now += 1
+    warmer.check({NODE: "raylet"})
+    assert raylet.prestarts == [1, 1]
+
+
+def test_a_worker_taken_before_the_next_check_is_asked_for_again() -> None:
     """Serve hands a worker that just came up to a replica waiting for one; the app never sees it fresh."""
-    warmer, raylet = scripted_warmer()
-    warmer.check({NODE: "raylet"})  # asks for 2
-    raylet.pids = {101: True, 102: True}
-    warmer.check({NODE: "raylet"})  # both came up: kept
+    warmer, raylet, clock = scripted_warmer(per_node=2, settle_s=0)
+    warm_node(warmer, raylet, [101, 102])
     raylet.pids[101] = False  # a new app's replica took one
     warmer.check({NODE: "raylet"})
-    assert raylet.prestarts == [2, 1]
+    assert raylet.prestarts == [1, 1, 1]
 
     raylet.pids[103] = False  # the one asked for came up and a second replica took it at once
+    clock.now += 1
     warmer.check({NODE: "raylet"})
 
-    assert raylet.prestarts == [2, 1, 1], "the node stays one worker short until the startup timeout"
+    assert raylet.prestarts == [1, 1, 1, 1], "the node stays one worker short until the startup timeout"
     assert warmer.fresh_workers() == {NODE: [102]}
