@@ -121,8 +121,9 @@ class ServeOptions(StrictModel):
                 "Fresh Ray worker processes kept started on every node, head included, for Serve's next app build"
                 " or replica to take instead of starting one (Python, Ray and the preloaded modules: about 0.9 s of"
                 " a replica's start here). The toolkit's Serve application `_warm_workers` (no route, 0 CPUs) tops"
-                " each node up every 2 s through the raylet's own API. 2 covers a new app's build and its replica."
-                " Costs per node about 80 MiB of memory per idle worker and 0.02 cores in all (README, Benchmarks)."
+                " each node up through the raylet's own API, one worker at a time, once no worker was taken there"
+                " for 5 s. 2 covers a new app's build and its replica. Costs per node about 100 MiB of memory per"
+                " idle worker and 0.02 cores in all (README, Benchmarks)."
                 " 0 turns it off. KubeRay only: a single-node target's task or instance deploys its one app once."
             ),
         ),
