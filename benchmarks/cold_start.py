@@ -9,12 +9,12 @@ deployed in one config with the running app, which Serve leaves untouched.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import importlib.util
 import shutil
 import sys
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -92,17 +92,31 @@ def cold_copy(app: dict[str, Any], name: str, artifact: ModelArtifact) -> dict[s
 
 
 def first_answer(url: str, body: bytes, timeout_s: float) -> float:
-    """Poll POST `url` until it answers 200; the time.monotonic() of that answer."""
+    """Poll POST `url` until it answers 200; the time.monotonic() of that answer.
+
+    Over one kept-alive connection while the server keeps it: a new connection and urllib's machinery per poll cost
+    the bench about 0.2 CPU-seconds per cold start on two cores, which the starting replicas share.
+    """
+    parts = urllib.parse.urlsplit(url)
     deadline = time.monotonic() + timeout_s
-    request = urllib.request.Request(url, data=body, headers={"content-type": "application/json"})  # noqa: S310
-    while time.monotonic() < deadline:
-        with (
-            contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
-            urllib.request.urlopen(request, timeout=5) as response,  # noqa: S310 - a local http URL
-        ):
-            if response.status == 200:
-                return time.monotonic()
-        time.sleep(POLL_S)
+    connection: http.client.HTTPConnection | None = None
+    try:
+        while time.monotonic() < deadline:
+            try:
+                connection = connection or http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
+                connection.request("POST", parts.path, body, {"content-type": "application/json"})
+                response = connection.getresponse()
+                response.read()
+                if response.status == 200:
+                    return time.monotonic()
+            except (OSError, http.client.HTTPException):  # refused, reset, or closed by the server after an error
+                if connection is not None:
+                    connection.close()
+                connection = None
+            time.sleep(POLL_S)
+    finally:
+        if connection is not None:
+            connection.close()
     raise TimeoutError(f"no answer from {url} within {timeout_s:.0f} s")
 
 
