@@ -137,7 +137,8 @@ class Raylet:
 
 @dataclass
 class NodeWarmth:
-    """What the app knows of one node: its raylet, the fresh workers it started there, those still starting.
+    """What the app knows of one node: its raylet, the fresh workers it started there, whether the one it asked for
+    last is still starting.
 
     Only workers it started count: a node can hold other fresh workers that Serve's next replica cannot take, e.g.
     ones Ray started for a task with a runtime_env, which the raylet's stats do not show.
@@ -146,7 +147,7 @@ class NodeWarmth:
     raylet: Raylet
     ours: set[int] = field(default_factory=set)
     known: set[int] | None = None  # the job's workers at the last check; None before the first
-    starting: int = 0
+    starting: bool = False
     requested_at: float = 0.0
     taken_at: float = -math.inf
 
@@ -163,19 +164,20 @@ class NodeWarmth:
         if new_busy or any(pid in workers and pid not in fresh for pid in self.ours):
             self.taken_at = now
         self.known = set(workers)
-        claimed = [pid for pid in arrived if pid in fresh][: self.starting]
+        claimed = [pid for pid in arrived if pid in fresh][:1] if self.starting else []
         self.ours = (self.ours | set(claimed)) & fresh  # one that ran something is no longer fresh
-        # Every new worker of the job counts as one asked for, taken or not: Serve hands a worker that just came up
+        # Any new worker of the job counts as the one asked for, taken or not: Serve hands a worker that just came up
         # to the replica waiting for one, often before this check sees it fresh, and counted as still starting it
         # left the node short until STARTUP_TIMEOUT_S (30 s without a warm worker between two cold starts in the
         # bench). A new worker that Ray started itself counts too; then one is asked for before ours came up.
-        self.starting = max(0, self.starting - len(arrived))
+        if arrived:
+            self.starting = False
         if self.starting and now - self.requested_at > STARTUP_TIMEOUT_S:
-            self.starting = 0  # never registered (failed to start): asked for again below
+            self.starting = False  # never registered (failed to start): asked for again below
         settled = now - self.taken_at >= args.settle_s
         if not self.starting and len(self.ours) < args.per_node and settled:
             self.raylet.prestart(job_id, 1)  # one at a time (the module's docstring says why)
-            self.starting = 1
+            self.starting = True
             self.requested_at = now
 
 
