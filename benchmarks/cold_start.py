@@ -160,9 +160,9 @@ def measure(
         answered = first_answer(url, body, timeout_s)
         used = cpu.stop()
         running = deployed.result().seconds_to_running[copy["name"]]
-    wall = answered - started
-    cpu_s = {"busy": used.machine_cores * wall} | {
-        label: cores * wall for label, cores in used.by_process.items() if cores * wall >= CPU_SHOWN_S
+    # The CPU window's own length, not `answered - started`: it also spans start()'s snapshot, before `started`.
+    cpu_s = {"busy": used.machine_cores * used.seconds} | {
+        label: cores * used.seconds for label, cores in used.by_process.items() if cores * used.seconds >= CPU_SHOWN_S
     }
     before = _running_replicas(copy["name"])
     shutil.rmtree(cache / "sha256", ignore_errors=True)
@@ -179,7 +179,7 @@ def measure(
     return ColdStart(
         app=copy["name"],
         to_running_s=running,
-        to_first_answer_s=wall,
+        to_first_answer_s=answered - started,
         scale_up_to_running_s=scaled_up,
         cpu_s_to_first_answer={label: round(seconds, 2) for label, seconds in cpu_s.items()},
     )

@@ -83,6 +83,7 @@ class CpuUse:
     benchmark_cores: float
     machine_cores: float
     by_process: dict[str, float]  # the measured cores by process_label
+    seconds: float  # the window's length: cores x seconds = CPU-seconds
 
     @property
     def foreign_cores(self) -> float:
@@ -131,6 +132,7 @@ class CpuWindow:
             benchmark_cores=_delta(everything, _snapshot(self._ours())) / wall,
             machine_cores=machine,
             by_process=dict(sorted(by_process.items(), key=lambda item: -item[1])),
+            seconds=wall,
         )
 
     def _ours(self) -> list[psutil.Process]:
