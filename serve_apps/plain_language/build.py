@@ -12,7 +12,8 @@ weight, so it runs in a child process whose numerics are pinned before torch loa
 AVX2 code paths of ATen and oneDNN whatever the CPU has, and MKL's COMPATIBLE code path (conditional numerical
 reproducibility), the one mode Intel documents as giving the same results on Intel and non-Intel processors. A
 caller that already loaded torch (the zero-shot export does, in the same build) cannot pin them any more. Dropout
-draws its masks from ATen's own generator (dropout_from_aten_generator): ATen's does not on Intel CPUs.
+draws its masks from ATen's own generator (dropout_from_aten_generator): ATen's does not on Intel CPUs. AdamW is
+the fused one, whose square root does not go through MKL (_train).
 """
 
 import argparse
@@ -96,10 +97,11 @@ RECIPES: dict[Size, Recipe] = {
 }
 
 
-def build(out_path: Path, size: Size = "small", steps: int | None = None) -> None:
+def build(out_path: Path, size: Size = "small", steps: int | None = None, launcher: Sequence[str] = ()) -> None:
     """Write the archive of a T5 trained by `RECIPES[size]` (for `steps` steps if given) to `out_path`.
 
-    Runs the training in a child process with NUMERICS_ENV (module docstring).
+    Runs the training in a child process with NUMERICS_ENV (module docstring), started through `launcher` when given
+    (e.g. `qemu-x86_64 -cpu EPYC-Milan-v1`, to train as on another CPU).
     """
     # Imported here too so that build-inputs.json (serve_apps/build_models.py) records the versions the child
     # trains and exports with; the child's own imports are not seen from this process.
@@ -110,7 +112,8 @@ def build(out_path: Path, size: Size = "small", steps: int | None = None) -> Non
     package_root = Path(__file__).resolve().parents[2]
     env = {**os.environ, **NUMERICS_ENV}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package_root), env.get("PYTHONPATH")]))
-    command = [sys.executable, "-m", "serve_apps.plain_language.build", str(out_path), "--size", size, "--pinned"]
+    command = [*launcher, sys.executable, "-m", "serve_apps.plain_language.build", str(out_path)]
+    command += ["--size", size, "--pinned"]
     if steps is not None:
         command += ["--steps", str(steps)]
     subprocess.run(command, env=env, check=True)
@@ -262,6 +265,22 @@ def dropout_from_aten_generator() -> Iterator[None]:
         functional.dropout = original
 
 
+def adamw(model: "torch.nn.Module", recipe: Recipe) -> "torch.optim.AdamW":
+    """The training's optimizer: AdamW, fused.
+
+    Fused: ATen's own kernel, whose square root is the CPU's (correctly rounded). The unfused step takes it with
+    torch.sqrt, which in an MKL build is MKL VML's vsSqrt (pytorch/pytorch aten/src/ATen/cpu/vml.h): within an ulp,
+    but not the same ulp on every CPU, MKL_CBWR=COMPATIBLE or not. An Intel Xeon with AVX-512 and the same machine
+    emulating an AMD EPYC or an Intel Haswell (qemu-user) ran the same first forward and backward pass and parted
+    at that square root (docs/plain-language-model.md).
+    """
+    import torch
+
+    return torch.optim.AdamW(
+        model.parameters(), lr=recipe.learning_rate, betas=(0.9, 0.98), weight_decay=0.01, fused=True
+    )
+
+
 def _train(
     model: "T5ForConditionalGeneration",
     sources: list[list[int]],
@@ -275,7 +294,7 @@ def _train(
     if recipe.steps == 0:
         return
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, betas=(0.9, 0.98), weight_decay=0.01)
+    optimizer = adamw(model, recipe)
 
     def rate(step: int) -> float:
         if step < recipe.warmup_steps:
