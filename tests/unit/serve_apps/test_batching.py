@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -170,21 +171,29 @@ def test_a_cancelled_request_is_left_out_of_its_batch() -> None:
 
 
 class Overlap:
-    """A batch function that records how many calls run at once, each holding until released or 0.3 s passed."""
+    """A batch function that records how many calls run at once. Each call holds until `expected` calls ran at once
+    (or HOLD_LIMIT_S passed), then OVERLAP_S more, so that a call beyond `expected` would overlap it. (A fixed hold
+    of 0.3 s let a thread that started late on a loaded CI machine look like too little overlap.)"""
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
+    HOLD_LIMIT_S = 10.0
+    OVERLAP_S = 0.2
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.changed = threading.Condition()
         self.running = 0
         self.most = 0
         self.batches: list[list[int]] = []
 
     def __call__(self, items: Sequence[int]) -> list[int]:
-        with self.lock:
+        with self.changed:
             self.running += 1
             self.most = max(self.most, self.running)
             self.batches.append(list(items))
-        threading.Event().wait(0.3)
-        with self.lock:
+            self.changed.notify_all()
+            self.changed.wait_for(lambda: self.most >= self.expected, timeout=self.HOLD_LIMIT_S)
+        time.sleep(self.OVERLAP_S)
+        with self.changed:
             self.running -= 1
         return [item * 2 for item in items]
 
@@ -192,7 +201,7 @@ class Overlap:
 @pytest.mark.parametrize("concurrent", [1, 2, 3])
 def test_max_concurrent_batches_is_how_many_run_at_once(concurrent: int) -> None:
     async def scenario() -> tuple[list[int], Overlap]:
-        overlap = Overlap()
+        overlap = Overlap(expected=concurrent)
         batcher: Batcher[int, int] = Batcher(
             overlap, max_batch_size=2, batch_wait_timeout_s=0, max_concurrent_batches=concurrent
         )
@@ -207,7 +216,7 @@ def test_max_concurrent_batches_is_how_many_run_at_once(concurrent: int) -> None
 
 def test_raising_max_concurrent_batches_lets_a_waiting_batch_start() -> None:
     async def scenario() -> int:
-        overlap = Overlap()
+        overlap = Overlap(expected=2)
         batcher: Batcher[int, int] = Batcher(overlap, max_batch_size=1, batch_wait_timeout_s=0)
         calls = [asyncio.ensure_future(batcher(i)) for i in range(2)]
         await asyncio.sleep(0.05)  # the first batch runs, the second waits for its slot
