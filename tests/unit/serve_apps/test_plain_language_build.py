@@ -12,6 +12,7 @@ import platform
 import shutil
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,15 +93,9 @@ def test_transformers_loads_the_extracted_checkpoint(trained: Path, tmp_path: Pa
     assert json.loads((tmp_path / "training.json").read_text())["steps"] == STEPS
 
 
-def _ops_of_a_training_step(vendor_free: bool) -> set[str]:
-    """The ATen ops one forward and backward pass of the tiny T5 runs in training mode."""
-    import contextlib
-
-    import torch
+def _op_recorder() -> Any:
+    """A TorchDispatchMode that records the name of every ATen op run within it, in `ops`."""
     from torch.utils._python_dispatch import TorchDispatchMode
-    from transformers import T5ForConditionalGeneration
-
-    from serve_apps.plain_language.build import RECIPES, dropout_from_aten_generator, t5_config
 
     class Recorded(TorchDispatchMode):
         def __init__(self) -> None:
@@ -111,10 +106,22 @@ def _ops_of_a_training_step(vendor_free: bool) -> set[str]:
             self.ops.add(str(func.overloadpacket))
             return func(*args, **(kwargs or {}))
 
+    return Recorded()
+
+
+def _ops_of_a_training_step(vendor_free: bool) -> set[str]:
+    """The ATen ops one forward and backward pass of the tiny T5 runs in training mode."""
+    import contextlib
+
+    import torch
+    from transformers import T5ForConditionalGeneration
+
+    from serve_apps.plain_language.build import RECIPES, dropout_from_aten_generator, t5_config
+
     model = T5ForConditionalGeneration(t5_config(64, RECIPES["tiny"]))
     model.train()
     ids = torch.tensor([[5, 6, 7, 1], [8, 9, 1, 0]])
-    recorded = Recorded()
+    recorded = _op_recorder()
     with dropout_from_aten_generator() if vendor_free else contextlib.nullcontext(), recorded:
         model(input_ids=ids, attention_mask=(ids != 0).long(), labels=ids).loss.backward()
     return recorded.ops
@@ -136,24 +143,14 @@ MKL_VML_OPS = {"aten.sqrt", "aten._foreach_sqrt", "aten.exp", "aten._foreach_exp
 def _ops_of_an_optimizer_step(optimizer_class: object) -> set[str]:
     """The ATen ops two optimizer steps of the tiny T5 run (the second with the moments the first left)."""
     import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
     from transformers import T5ForConditionalGeneration
 
     from serve_apps.plain_language.build import RECIPES, t5_config
 
-    class Recorded(TorchDispatchMode):
-        def __init__(self) -> None:
-            super().__init__()
-            self.ops: set[str] = set()
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            self.ops.add(str(func.overloadpacket))
-            return func(*args, **(kwargs or {}))
-
     model = T5ForConditionalGeneration(t5_config(64, RECIPES["tiny"]))
     optimizer = optimizer_class(model, RECIPES["tiny"])  # type: ignore[operator]
     ids = torch.tensor([[5, 6, 7, 1], [8, 9, 1, 0]])
-    recorded = Recorded()
+    recorded = _op_recorder()
     for _ in range(2):
         model(input_ids=ids, attention_mask=(ids != 0).long(), labels=ids).loss.backward()
         with recorded:
