@@ -11,6 +11,7 @@ import json
 import platform
 import shutil
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -140,15 +141,16 @@ def test_training_draws_no_bernoulli_whose_generator_depends_on_the_cpu_vendor()
 MKL_VML_OPS = {"aten.sqrt", "aten._foreach_sqrt", "aten.exp", "aten._foreach_exp", "aten.log", "aten.tanh", "aten.erf"}
 
 
-def _ops_of_an_optimizer_step(optimizer_class: object) -> set[str]:
-    """The ATen ops two optimizer steps of the tiny T5 run (the second with the moments the first left)."""
+def _ops_of_an_optimizer_step(make_optimizer: Callable[[Any, Any], Any]) -> set[str]:
+    """The ATen ops two steps of `make_optimizer(model, recipe)`'s optimizer on the tiny T5 run (the second with the
+    moments the first left)."""
     import torch
     from transformers import T5ForConditionalGeneration
 
     from serve_apps.plain_language.build import RECIPES, t5_config
 
     model = T5ForConditionalGeneration(t5_config(64, RECIPES["tiny"]))
-    optimizer = optimizer_class(model, RECIPES["tiny"])  # type: ignore[operator]
+    optimizer = make_optimizer(model, RECIPES["tiny"])
     ids = torch.tensor([[5, 6, 7, 1], [8, 9, 1, 0]])
     recorded = _op_recorder()
     for _ in range(2):
