@@ -3,6 +3,7 @@ the process group this module started (never by name).
 
 - the naive baseline (benchmarks/naive_zero_shot.py) under uvicorn;
 - the hand-tuned FastAPI service (benchmarks/tuned_fastapi.py) under uvicorn;
+- the HTTP floor (benchmarks/http_floor.py: the same route without a model) under uvicorn, as that service runs;
 - BentoML (benchmarks/bentoml_service.py) under `bentoml serve`, from a virtualenv of its own (`.venv-bentoml`,
   built on demand: BentoML's pins conflict with the project's), with the project's onnxruntime, tokenizers and
   numpy, so that it runs the same model code on the same runtime;
@@ -120,6 +121,18 @@ def naive_server(cores: Sequence[int], logs: Path) -> Iterator[tuple[str, int]]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     base = f"http://{LOCAL_HOST}:{port}"
     with server_process("naive", command, cores, env, f"{base}/healthz", logs / "naive.log") as pid:
+        yield f"{base}/predict", pid
+
+
+@contextlib.contextmanager
+def floor_uvicorn_server(cores: Sequence[int], logs: Path) -> Iterator[tuple[str, int]]:
+    """benchmarks/http_floor.py under uvicorn, with as many workers as the hand-tuned service runs."""
+    port = free_port()
+    workers = str(TUNED_FASTAPI["UVICORN_WORKERS"])
+    command = [sys.executable, "-m", "uvicorn", "benchmarks.http_floor:api", "--host", LOCAL_HOST]
+    command += ["--port", str(port), "--workers", workers, "--no-access-log", "--log-level", "warning"]
+    base = f"http://{LOCAL_HOST}:{port}"
+    with server_process("floor_uvicorn", command, cores, os.environ, f"{base}/healthz", logs / "floor.log") as pid:
         yield f"{base}/predict", pid
 
 

@@ -18,7 +18,9 @@ GOAL_ONE_CLIENT_P50_MARGIN_MS = 1.5  # served's p50 at 1 client over the hand-tu
 GOAL_COLD_START_S = 1.5
 GOAL_RENDER_S = 5.0
 # In the table's order. served_trivial_model: the served app with a near-free encoder (benchmarks/trivial_model.py),
-# serving's own cost; served_ray_defaults: the served app with Ray Serve's defaults (benchmarks/ray_defaults.py).
+# serving's own cost; served_ray_defaults: the served app with Ray Serve's defaults (benchmarks/ray_defaults.py);
+# floor_uvicorn and floor_serve: one FastAPI route without a model under uvicorn and under Ray Serve
+# (benchmarks/http_floor.py), what Ray Serve's request path costs beyond uvicorn's.
 SYSTEMS = (
     "naive",
     "fastapi_tuned",
@@ -27,6 +29,8 @@ SYSTEMS = (
     "served_mysql",
     "served_ray_defaults",
     "served_trivial_model",
+    "floor_uvicorn",
+    "floor_serve",
 )
 PEERS = ("naive", "fastapi_tuned", "bentoml")  # what a user would pick instead of the toolkit
 CURVE_CLIENTS = (1, 4, 16, 64)
@@ -44,6 +48,8 @@ COLOURS = {
     "served_mysql": "tab:purple",
     "served_ray_defaults": "tab:brown",
     "served_trivial_model": "tab:cyan",
+    "floor_uvicorn": "tab:pink",
+    "floor_serve": "tab:red",
 }
 
 
@@ -116,6 +122,8 @@ def summarize(document: dict[str, Any]) -> dict[str, Any]:
     for window in document.get("generation", []):  # absent from the runs before the generation part
         generation.setdefault(window["system"], {})[window["clients"]] = window
     render = (document.get("render_500_apps_s") or {}).get("total", nan)
+    # NaN unless both floors ran.
+    serve_path = _core_ms_per_request(http["floor_serve"]) - _core_ms_per_request(http["floor_uvicorn"])
     goals: dict[str, bool | None] = {
         f"served >= {GOAL_SERVED_OVER_BEST_PEER:g}x the best peer ({peer}) with p95 no worse": _verdict(
             served_over_peer
@@ -147,6 +155,8 @@ def summarize(document: dict[str, Any]) -> dict[str, Any]:
         # CPU per request, server and load generator together: what the two cores are divided into.
         "served_core_ms_per_request": _core_ms_per_request(served),
         "serving_core_ms_per_request": _core_ms_per_request(http["served_trivial_model"]),
+        "serve_path_core_ms_per_request": serve_path,
+        "ceiling_over_best_peer": ceiling(_core_ms_per_request(best) if peer else nan, serve_path),
         "core_ms_per_request": {s: _core_ms_per_request(row) for s, row in http.items()},
         "cold_start_s": cold,
         "scale_up_s": max((c["scale_up_to_running_s"] for c in document["cold_start"]), default=nan),
@@ -158,6 +168,14 @@ def summarize(document: dict[str, Any]) -> dict[str, Any]:
         },
         "goals": goals,
     }
+
+
+def ceiling(peer_core_ms: float, serve_path_core_ms: float) -> float:
+    """The most throughput any Ray Serve app can reach against the peer on the same cores, both bound by their CPU:
+    the peer's CPU per request (server and load generator) over the same with Ray Serve's request path in place of
+    uvicorn's (`serve_path_core_ms`: floor_serve's CPU per request minus floor_uvicorn's). The served app does at
+    least the peer's work per request (the same model code, validation and batching) plus that path."""
+    return ratio(peer_core_ms, peer_core_ms + serve_path_core_ms)
 
 
 def _tokens_per_s(generation: dict[str, dict[int, dict[str, Any]]], system: str, clients: int) -> float:
@@ -241,6 +259,12 @@ def table(document: dict[str, Any], summary: dict[str, Any]) -> str:
     )
     cost = ", ".join(f"{s} {v:.2f}" for s, v in summary["core_ms_per_request"].items() if not math.isnan(v))
     lines.append(f"CPU per request (server + client), core-ms: {cost}")
+    if not math.isnan(summary["serve_path_core_ms_per_request"]):
+        lines.append(
+            f"Ray Serve's request path over uvicorn's (floor_serve - floor_uvicorn):"
+            f" {summary['serve_path_core_ms_per_request']:.2f} core-ms a request; with it, a Ray Serve app reaches at"
+            f" most {summary['ceiling_over_best_peer']:.2f}x the best peer ({summary['best_peer']}) on these cores"
+        )
     if document.get("bentoml_mean_batch") is not None:
         lines.append(f"bentoml's mean batch at {options['clients']} clients: {document['bentoml_mean_batch']:.1f}")
     logged = document.get("prediction_rows") or {}
@@ -378,6 +402,8 @@ def history_row(document: dict[str, Any], summary: dict[str, Any]) -> dict[str, 
         "served_over_best_peer": _figure(summary["served_over_best_peer"], 3),
         "served_core_ms_per_request": _figure(summary["served_core_ms_per_request"], 2),
         "serving_core_ms_per_request": _figure(summary["serving_core_ms_per_request"], 2),
+        "serve_path_core_ms_per_request": _figure(summary["serve_path_core_ms_per_request"], 2),
+        "ceiling_over_best_peer": _figure(summary["ceiling_over_best_peer"], 3),
         "raw_int8_batch32_sps": _figure(summary["raw_sentences_per_s"].get("int8_batch32", float("nan")), 1),
         "served_over_naive": _figure(summary["served_over_naive"], 2),
         "served_over_raw": _figure(summary["served_over_raw_int8_batch32"], 3),

@@ -17,6 +17,9 @@ On this machine, in one run:
    - served_mysql: the same application with its prediction log on the local MariaDB (a database of its own);
    - served_ray_defaults: the same app with Ray Serve's defaults on a Ray of its own (benchmarks/ray_defaults.py);
    - served_trivial_model: the served app serving benchmarks/trivial_model.py, what serving costs alone;
+   - floor_uvicorn and floor_serve: benchmarks/http_floor.py, the same route without a model, under uvicorn (as
+     fastapi_tuned runs) and as a Serve app beside the served one (its replicas, resources and settings): what
+     Ray Serve's request path costs beyond uvicorn's;
    every server pinned to the cores Ray runs on, and all of them up for the whole run;
 4. the load curve: served and the strong peers (fastapi_tuned, bentoml) at each of --curve-clients;
 5. replica cold start: a copy of the app with its model on S3 (LocalStack), from deploy to first answer;
@@ -78,6 +81,8 @@ GENERATION_APP = "plain-language"
 GENERATION_MODEL = "plain_language"  # its models/manifest.json entry, which the naive generator loads
 TRIVIAL_APP = f"{APP}-trivial-model"  # the same app serving benchmarks/trivial_model.py: the serving path's own cost
 MYSQL_APP = f"{APP}-mysql"  # the same app with its prediction log on MySQL
+FLOOR_APP = "http-floor"  # benchmarks/http_floor.py as a Serve app, deployed as the served app's deployment is
+FLOOR_DEPLOYMENT_KEYS = ("num_replicas", "autoscaling_config", "max_ongoing_requests", "ray_actor_options")
 RENDER_APPS = 500
 READY_TIMEOUT_S = 300
 OBJECT_STORE_BYTES = 200 * 1024**2  # Serve passes small objects only
@@ -86,6 +91,8 @@ RAW_BATCHES = (1, 32)
 # The load curve's systems: the served app and the peers a user would weigh against it (the naive one is not).
 CURVE_SYSTEMS = ("served", "fastapi_tuned", "bentoml")
 PARTS = (*report.SYSTEMS, "raw", "curve", "cold_start", "render", "generation")
+# Systems without the model (a near-free encoder, none at all): their answers must only have the request's labels.
+SHAPE_ONLY = ("served_trivial_model", "floor_uvicorn", "floor_serve")
 # Answers must match the raw int8 model's within this: the int8 encoder quantizes its activations per batch, so a
 # score moves a little with the batch a request lands in.
 SCORE_TOLERANCE = 0.02
@@ -271,8 +278,8 @@ def model_settings(root: Path) -> ModelSettings:
 
 def check_answers(root: Path, servers: dict[str, Server], body: dict[str, Any]) -> None:
     """Each system answers `body` as the raw int8 model does in-process: the same keys and labels in the same
-    order, scores within SCORE_TOLERANCE (the naive service runs torch fp32: only its top label must agree; the
-    trivial model is no model: only its labels must be the request's)."""
+    order, scores within SCORE_TOLERANCE (the naive service runs torch fp32: only its top label must agree; SHAPE_ONLY
+    systems run no model: only their labels must be the request's)."""
     model = raw.load_model(Path(model_settings(root).model_path), 1)
     (expected,) = model.classify([next(q for q in raw.queries() if q.text == body["text"])])
     request = json.dumps(body).encode()
@@ -283,7 +290,7 @@ def check_answers(root: Path, servers: dict[str, Server], body: dict[str, Any]) 
             answer = json.loads(response.read())
         if set(answer) != {"sequence", "labels", "scores"} or answer["sequence"] != body["text"]:
             wrong.append(f"{system}: answered {answer!r}")
-        elif system == "served_trivial_model":  # its encoder is not the model: the shape alone must agree
+        elif system in SHAPE_ONLY:  # no model behind it: the shape alone must agree
             if sorted(answer["labels"]) != sorted(expected.labels):
                 wrong.append(f"{system}: labels {answer['labels']}")
         elif system == "naive":
@@ -326,6 +333,22 @@ def mysql_copy(app: dict[str, Any], database_url: str) -> dict[str, Any]:
     }
 
 
+def floor_app(app: dict[str, Any]) -> dict[str, Any]:
+    """benchmarks/http_floor.py as a Serve application deployed as `app`'s (first) deployment is: its replicas,
+    resources and concurrency, and `app`'s logging; not its user_config, which is the model's."""
+    (deployment,) = app["deployments"]
+    kept = {key: deployment[key] for key in FLOOR_DEPLOYMENT_KEYS if key in deployment}
+    floor = {
+        "name": FLOOR_APP,
+        "route_prefix": f"/{FLOOR_APP}",
+        "import_path": "benchmarks.http_floor:app_builder",
+        "deployments": [{"name": "HttpFloor", **kept}],
+    }
+    if "logging_config" in app:
+        floor["logging_config"] = app["logging_config"]
+    return floor
+
+
 def best_peer(windows: list[HttpWindow]) -> str | None:
     """The peer (report.PEERS) with the highest median throughput in the main windows, if any was measured."""
     rates = {p: report.median([w.load.rps for w in windows if w.system == p]) for p in report.PEERS}
@@ -346,11 +369,12 @@ def measure_curve(servers: dict[str, Server], bodies_file: Path, options: Option
 def start_peers(
     stack: contextlib.ExitStack, root: Path, options: Options, settings: ModelSettings, cores: list[int], logs: Path
 ) -> dict[str, Server]:
-    """Start the run's systems that are not the toolkit's own Ray (naive, fastapi_tuned, bentoml, served_ray_defaults)
-    on `stack`; each one's CPU is its process tree."""
+    """Start the run's systems that are not the toolkit's own Ray (naive, fastapi_tuned, floor_uvicorn, bentoml,
+    served_ray_defaults) on `stack`; each one's CPU is its process tree."""
     starters: dict[str, Callable[[], contextlib.AbstractContextManager[tuple[str, int]]]] = {
         "naive": lambda: peers.naive_server(cores, logs),
         "fastapi_tuned": lambda: peers.tuned_fastapi_server(settings, cores, {}, logs),
+        "floor_uvicorn": lambda: peers.floor_uvicorn_server(cores, logs),
         "bentoml": lambda: peers.bentoml_server(root, settings, cores, logs),
         "served_ray_defaults": lambda: peers.ray_defaults_server(root, options.env, cores, logs),
     }
@@ -368,10 +392,11 @@ def start_served(
     stack: contextlib.ExitStack, root: Path, options: Options, scratch: Path, mysql_url: str | None, cold_starts: int
 ) -> tuple[dict[str, Server], dict[str, Any], int]:
     """The toolkit's Ray with <env>'s zero-shot app on `stack`, and beside it the run's copies of that app (the
-    trivial model's; the MySQL log's when `mysql_url` is given); their servers, the Serve config and the HTTP port."""
+    trivial model's; the MySQL log's when `mysql_url` is given) and the HTTP floor deployed as it is; their servers,
+    the Serve config and the HTTP port."""
     systems = options.systems
-    # One more replica for each copy; each cold start deploys a copy and scales it up by one.
-    copies = ("served_mysql" in systems) + ("served_trivial_model" in systems)
+    # Room for each copy at the app's max replicas; each cold start deploys a copy and scales it up by one.
+    copies = sum(s in systems for s in ("served_mysql", "served_trivial_model", "floor_serve"))
     base, config, port = stack.enter_context(served_app(root, options.env, copies + 2 * cold_starts))
     app = config["applications"][0]
     servers, extra = {}, []
@@ -381,6 +406,9 @@ def start_served(
         int8 = root / "models" / read_manifest(root / "models")[RAW_VARIANTS["int8"]].path
         extra.append(cold_start.cold_copy(app, TRIVIAL_APP, trivial_model.build(int8, scratch / "trivial.onnx")))
         servers["served_trivial_model"] = Server(f"http://{LOCAL_HOST}:{port}/{TRIVIAL_APP}/predict", ray_processes)
+    if "floor_serve" in systems:
+        extra.append(floor_app(app))
+        servers["floor_serve"] = Server(f"http://{LOCAL_HOST}:{port}/{FLOOR_APP}/predict", ray_processes)
     if mysql_url is not None:
         extra.append(mysql_copy(app, mysql_url))
         database = peers.mysql_server_pid()
@@ -430,7 +458,7 @@ def run(root: Path, options: Options) -> dict[str, Any]:
         bodies_file.write_text(json.dumps(request_bodies()))
         servers = start_peers(stack, root, options, settings, cores, logs)
         mysql_url = None
-        if any(s in systems for s in ("served", "served_mysql", "served_trivial_model")) or cold_starts:
+        if any(s in systems for s in ("served", "served_mysql", "served_trivial_model", "floor_serve")) or cold_starts:
             if "served_mysql" in systems:
                 mysql_url = stack.enter_context(peers.mysql_database())
                 say(f"prediction log of {MYSQL_APP} on {mysql_url}")

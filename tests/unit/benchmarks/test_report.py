@@ -66,6 +66,9 @@ def minimal_document(**changes: Any) -> dict[str, Any]:
         "served_mysql": 640,
         "served_ray_defaults": 60,
         "served_trivial_model": 1500,
+        # window() gives every system 1.82 cores: 0.2 and 0.5 core-ms a request.
+        "floor_uvicorn": 9100,
+        "floor_serve": 3640,
     }
     document = {
         "timestamp": "2026-12-04T20:00:00+0000",
@@ -219,3 +222,29 @@ def test_the_history_gets_tokens_per_s_and_ttft_p95_of_both_systems_at_1_and_8_c
     ]
     assert [new[c] for c in columns] == ["150.0", "12.0", "600.0", "30.0", "50.0", "60.0", "60.0", "900.0"]
     assert (old["served_rps"], {old[c] for c in columns}) == ("500.0", {""})
+
+
+def test_the_floors_give_ray_serves_path_and_the_ceiling_it_leaves_against_the_best_peer() -> None:
+    document = minimal_document()
+    summary = report.summarize(document)
+
+    # 0.5 - 0.2 core-ms a request; fastapi_tuned spends 1820 / 600 = 3.03, so a Ray Serve app spends at least 3.33.
+    assert math.isclose(summary["serve_path_core_ms_per_request"], 0.3)
+    assert math.isclose(summary["ceiling_over_best_peer"], (1820 / 600) / (1820 / 600 + 0.3))
+    assert (
+        "Ray Serve's request path over uvicorn's (floor_serve - floor_uvicorn): 0.30 core-ms a request; with it, a Ray"
+        " Serve app reaches at most 0.91x the best peer (fastapi_tuned) on these cores"
+    ) in report.table(document, summary)
+    row = report.history_row(document, summary)
+    assert (row["serve_path_core_ms_per_request"], row["ceiling_over_best_peer"]) == ("0.30", "0.910")
+
+
+def test_without_both_floors_there_is_no_ceiling() -> None:
+    document = minimal_document()
+    document["http"] = [w for w in document["http"] if w["system"] != "floor_uvicorn"]
+    summary = report.summarize(document)
+
+    assert math.isnan(summary["serve_path_core_ms_per_request"])
+    assert math.isnan(summary["ceiling_over_best_peer"])
+    assert "Ray Serve's request path" not in report.table(document, summary)
+    assert report.history_row(document, summary)["ceiling_over_best_peer"] == ""
