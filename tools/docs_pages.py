@@ -510,6 +510,7 @@ def _systems(rows: list[dict[str, str]]) -> list[str]:
     return [c.removesuffix("_rps") for c in columns if c.endswith("_rps") and not c.startswith("curve_")]
 
 
+FLOOR_PREFIX = "floor_"  # benchmarks/report.py's floor_uvicorn and floor_serve
 MAX_X_LABELS = 8  # up to this many points every one is labelled on the x axis, else the first and the last
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#17becf", "#7f7f7f")
 
@@ -592,15 +593,19 @@ def bench_history(history: Path) -> str:
         "| --- | ---: | ---: |",
     ]
     lines += [f"| {s} | {latest.get(f'{s}_rps') or '–'} | {latest.get(f'{s}_p95_ms') or '–'} |" for s in systems]
-    ratios = [c for c in latest if c.startswith(("served_over_", "cold_start", "scale_up", "render_", "goals_"))]
+    figures = ("served_over_", "serve_path_", "ceiling_", "cold_start", "scale_up", "render_", "goals_")
+    ratios = [c for c in latest if c.startswith(figures)]
     if ratios:
         lines += ["", "| figure | value |", "| --- | ---: |"]
         lines += [f"| `{c}` | {latest[c] or '–'} |" for c in ratios]
     lines += _load_curve(latest)
     lines += _generation(latest)
     labels = [r.get("timestamp", "")[:16] for r in rows]
-    throughput = {s: [_number(r.get(f"{s}_rps", "")) for r in rows] for s in systems}
-    p95 = {s: [_number(r.get(f"{s}_p95_ms", "")) for r in rows] for s in systems}
+    # The HTTP floors (benchmarks/http_floor.py) answer without a model, ten times faster than the rest: a yardstick
+    # in the table, left out of the plots, whose scale they would flatten.
+    charted = [s for s in systems if not s.startswith(FLOOR_PREFIX)]
+    throughput = {s: [_number(r.get(f"{s}_rps", "")) for r in rows] for s in charted}
+    p95 = {s: [_number(r.get(f"{s}_p95_ms", "")) for r in rows] for s in charted}
     lines += ["", svg_chart("Throughput per run", "req/s", throughput, labels), ""]
     lines += [svg_chart("p95 latency per run (log scale)", "ms", p95, labels, log=True), ""]
     return "\n".join(lines)

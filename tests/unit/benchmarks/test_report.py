@@ -233,7 +233,8 @@ def test_the_floors_give_ray_serves_path_and_the_ceiling_it_leaves_against_the_b
     assert math.isclose(summary["ceiling_over_best_peer"], (1820 / 600) / (1820 / 600 + 0.3))
     assert (
         "Ray Serve's request path over uvicorn's (floor_serve - floor_uvicorn): 0.30 core-ms a request; with it, a Ray"
-        " Serve app reaches at most 0.91x the best peer (fastapi_tuned) on these cores"
+        " Serve app reaches at most 0.91x the throughput of the best peer (fastapi_tuned) when both keep every core"
+        " busy"
     ) in report.table(document, summary)
     row = report.history_row(document, summary)
     assert (row["serve_path_core_ms_per_request"], row["ceiling_over_best_peer"]) == ("0.30", "0.910")

@@ -145,6 +145,19 @@ def test_a_history_gives_the_latest_table_and_one_plot_line_per_system(tmp_path:
     assert text.count(">served</text>") == 2
 
 
+def test_the_http_floors_are_in_the_latest_table_with_the_ceiling_but_not_in_the_plots(tmp_path: Path) -> None:
+    history = tmp_path / "history.csv"
+    history.write_text(
+        "timestamp,served_rps,served_p95_ms,floor_serve_rps,floor_serve_p95_ms,ceiling_over_best_peer\n"
+        "2026-12-05T19:19:45,578.3,44.0,2747.2,13.4,0.768\n"
+    )
+    text = docs_pages.bench_history(history)
+    assert "| floor_serve | 2747.2 | 13.4 |" in text
+    assert "| `ceiling_over_best_peer` | 0.768 |" in text
+    assert text.count(">served</text>") == 2
+    assert ">floor_serve</text>" not in text
+
+
 def test_the_latest_run_s_load_curve_is_a_table_and_two_plots(tmp_path: Path) -> None:
     history = tmp_path / "history.csv"
     columns = ["timestamp", "served_rps", "served_p95_ms"]
