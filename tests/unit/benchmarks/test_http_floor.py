@@ -27,39 +27,27 @@ def test_it_validates_the_request_as_the_served_app_does() -> None:
 
 
 def test_the_serve_app_is_deployed_as_the_served_apps_deployment_without_its_model_config() -> None:
+    kept = {
+        "autoscaling_config": {"min_replicas": 2, "max_replicas": 2},
+        "max_ongoing_requests": 64,
+        "ray_actor_options": {"num_cpus": 1.0, "memory": 2**30},
+    }
+    model_only = {"user_config": {"batching": {"max_batch_size": 6}}, "health_check_period_s": 2.0}
     served = {
         "name": "zero-shot",
         "route_prefix": "/zero-shot",
         "import_path": "serve_apps.zero_shot.app:app_builder",
         "args": {"num_threads": 1},
         "logging_config": {"enable_access_log": False},
-        "deployments": [
-            {
-                "name": "ZeroShotClassifier",
-                "autoscaling_config": {"min_replicas": 2, "max_replicas": 2},
-                "max_ongoing_requests": 64,
-                "ray_actor_options": {"num_cpus": 1.0, "memory": 2**30},
-                "user_config": {"batching": {"max_batch_size": 6}},
-                "health_check_period_s": 2.0,
-            }
-        ],
+        "deployments": [{"name": "ZeroShotClassifier", **kept, **model_only}],
     }
 
-    floor = serving.floor_app(served)
-
-    assert floor == {
+    assert serving.floor_app(served) == {
         "name": serving.FLOOR_APP,
         "route_prefix": f"/{serving.FLOOR_APP}",
         "import_path": "benchmarks.http_floor:app_builder",
         "logging_config": {"enable_access_log": False},
-        "deployments": [
-            {
-                "name": "HttpFloor",
-                "autoscaling_config": {"min_replicas": 2, "max_replicas": 2},
-                "max_ongoing_requests": 64,
-                "ray_actor_options": {"num_cpus": 1.0, "memory": 2**30},
-            }
-        ],
+        "deployments": [{"name": "HttpFloor", **kept}],
     }
     assert isinstance(http_floor.app_builder({}), Application)
     with pytest.raises(ValueError, match="takes no args"):
