@@ -34,9 +34,8 @@ import uvloop
 
 from benchmarks.loadgen import JSON_HEADERS, percentile
 from benchmarks.machine import CpuWindow, run_windowed
-from benchmarks.peers import free_port, server_process
+from benchmarks.peers import uvicorn_server
 from loadtests.sse import EventStream
-from localrun.serve import LOCAL_HOST
 from serve_apps.plain_language.api import DONE_EVENT, ERROR_EVENT, TOKEN_EVENT
 
 REQUEST_TIMEOUT_S = 60  # a rewrite of 64 tokens takes well under a second here, even at 8 clients
@@ -205,12 +204,9 @@ def naive_server(archive: Path, cores: Sequence[int], logs: Path) -> Iterator[tu
     URL and pid."""
     from benchmarks.naive_generate import ARCHIVE_VARIABLE
 
-    port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "--factory", "benchmarks.naive_generate:from_env"]
-    command += ["--host", LOCAL_HOST, "--port", str(port), "--no-access-log", "--log-level", "warning"]
     env = {**os.environ, ARCHIVE_VARIABLE: str(archive.resolve()), "HF_HUB_OFFLINE": "1"}
-    base = f"http://{LOCAL_HOST}:{port}"
-    with server_process("naive_generate", command, cores, env, f"{base}/healthz", logs / "naive_generate.log") as pid:
+    app = ["--factory", "benchmarks.naive_generate:from_env"]
+    with uvicorn_server("naive_generate", app, cores, env, logs) as (base, pid):
         yield f"{base}/generate/stream", pid
 
 

@@ -113,26 +113,34 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
+def uvicorn_server(
+    name: str, app: Sequence[str], cores: Sequence[int], env: Mapping[str, str], logs: Path, workers: str | None = None
+) -> Iterator[tuple[str, int]]:
+    """`uvicorn <app>` (its app argument and options) on a free local port, pinned to `cores`, no access log, with
+    `workers` processes when given (uvicorn's default otherwise); yields its base URL and pid once its /healthz
+    answers. Its output goes to <logs>/<name>.log."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", *app, "--host", LOCAL_HOST, "--port", str(port)]
+    command += [*(["--workers", workers] if workers else []), "--no-access-log", "--log-level", "warning"]
+    base = f"http://{LOCAL_HOST}:{port}"
+    with server_process(name, command, cores, env, f"{base}/healthz", logs / f"{name}.log") as pid:
+        yield base, pid
+
+
+@contextlib.contextmanager
 def naive_server(cores: Sequence[int], logs: Path) -> Iterator[tuple[str, int]]:
     """The naive baseline (benchmarks/naive_zero_shot.py) under uvicorn: one process, no access log."""
-    port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "benchmarks.naive_zero_shot:app", "--host", LOCAL_HOST]
-    command += ["--port", str(port), "--no-access-log", "--log-level", "warning"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    base = f"http://{LOCAL_HOST}:{port}"
-    with server_process("naive", command, cores, env, f"{base}/healthz", logs / "naive.log") as pid:
+    with uvicorn_server("naive", ["benchmarks.naive_zero_shot:app"], cores, env, logs) as (base, pid):
         yield f"{base}/predict", pid
 
 
 @contextlib.contextmanager
 def floor_uvicorn_server(cores: Sequence[int], logs: Path) -> Iterator[tuple[str, int]]:
     """benchmarks/http_floor.py under uvicorn, with as many workers as the hand-tuned service runs."""
-    port = free_port()
     workers = str(TUNED_FASTAPI["UVICORN_WORKERS"])
-    command = [sys.executable, "-m", "uvicorn", "benchmarks.http_floor:api", "--host", LOCAL_HOST]
-    command += ["--port", str(port), "--workers", workers, "--no-access-log", "--log-level", "warning"]
-    base = f"http://{LOCAL_HOST}:{port}"
-    with server_process("floor_uvicorn", command, cores, os.environ, f"{base}/healthz", logs / "floor.log") as pid:
+    app = ["benchmarks.http_floor:api"]
+    with uvicorn_server("floor_uvicorn", app, cores, os.environ, logs, workers) as (base, pid):
         yield f"{base}/predict", pid
 
 
@@ -141,13 +149,10 @@ def tuned_fastapi_server(
     settings: ModelSettings, cores: Sequence[int], tuning: Mapping[str, str], logs: Path
 ) -> Iterator[tuple[str, int]]:
     """benchmarks/tuned_fastapi.py under uvicorn with `tuning` (its TUNED_* variables and UVICORN_WORKERS)."""
-    port = free_port()
     workers = tuning.get("UVICORN_WORKERS", str(TUNED_FASTAPI["UVICORN_WORKERS"]))
-    command = [sys.executable, "-m", "uvicorn", "benchmarks.tuned_fastapi:app", "--host", LOCAL_HOST]
-    command += ["--port", str(port), "--workers", workers, "--no-access-log", "--log-level", "warning"]
     env = {**os.environ, **settings.env(), **{k: v for k, v in tuning.items() if k != "UVICORN_WORKERS"}}
-    base = f"http://{LOCAL_HOST}:{port}"
-    with server_process("fastapi_tuned", command, cores, env, f"{base}/healthz", logs / "fastapi_tuned.log") as pid:
+    app = ["benchmarks.tuned_fastapi:app"]
+    with uvicorn_server("fastapi_tuned", app, cores, env, logs, workers) as (base, pid):
         yield f"{base}/predict", pid
 
 

@@ -4,8 +4,10 @@ project's model runtime, the MySQL database is the bench's own and goes away."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import sys
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -39,6 +41,22 @@ def test_a_server_that_exits_early_fails_at_once_with_its_log(tmp_path: Path) ->
         peers.server_process("broken", command, [0], dict(os.environ), "http://127.0.0.1:9/", tmp_path / "b.log"),
     ):
         pass
+
+
+def test_a_uvicorn_server_runs_its_workers_and_answers_until_the_block_ends(tmp_path: Path) -> None:
+    with peers.uvicorn_server("floor", ["benchmarks.http_floor:api"], [0], dict(os.environ), tmp_path, workers="2") as (
+        base,
+        pid,
+    ):
+        workers = psutil.Process(pid).children(recursive=True)
+        body = json.dumps({"text": "a goal", "labels": ["sports", "cooking"]}).encode()
+        request = urllib.request.Request(f"{base}/predict", data=body, headers={"content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert json.loads(answer.read())["scores"] == [0.5, 0.5]
+        assert "--workers" in psutil.Process(pid).cmdline()
+        assert len([w for w in workers if "multiprocessing" in " ".join(w.cmdline())]) >= 2
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert (tmp_path / "floor.log").exists()
 
 
 def test_bentomls_venv_holds_the_projects_model_runtime() -> None:
