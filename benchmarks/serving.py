@@ -81,6 +81,8 @@ GENERATION_APP = "plain-language"
 GENERATION_MODEL = "plain_language"  # its models/manifest.json entry, which the naive generator loads
 TRIVIAL_APP = f"{APP}-trivial-model"  # the same app serving benchmarks/trivial_model.py: the serving path's own cost
 MYSQL_APP = f"{APP}-mysql"  # the same app with its prediction log on MySQL
+# The systems start_served deploys beside the served app on its Ray, each at the app's max replicas.
+SERVED_RAY_COPIES = ("served_mysql", "served_trivial_model", "floor_serve")
 FLOOR_APP = "http-floor"  # benchmarks/http_floor.py as a Serve app, deployed as the served app's deployment is
 FLOOR_DEPLOYMENT_KEYS = ("num_replicas", "autoscaling_config", "max_ongoing_requests", "ray_actor_options")
 RENDER_APPS = 500
@@ -396,7 +398,7 @@ def start_served(
     the Serve config and the HTTP port."""
     systems = options.systems
     # Room for each copy at the app's max replicas; each cold start deploys a copy and scales it up by one.
-    copies = sum(s in systems for s in ("served_mysql", "served_trivial_model", "floor_serve"))
+    copies = sum(s in systems for s in SERVED_RAY_COPIES)
     base, config, port = stack.enter_context(served_app(root, options.env, copies + 2 * cold_starts))
     app = config["applications"][0]
     servers, extra = {}, []
@@ -458,7 +460,7 @@ def run(root: Path, options: Options) -> dict[str, Any]:
         bodies_file.write_text(json.dumps(request_bodies()))
         servers = start_peers(stack, root, options, settings, cores, logs)
         mysql_url = None
-        if any(s in systems for s in ("served", "served_mysql", "served_trivial_model", "floor_serve")) or cold_starts:
+        if any(s in systems for s in ("served", *SERVED_RAY_COPIES)) or cold_starts:
             if "served_mysql" in systems:
                 mysql_url = stack.enter_context(peers.mysql_database())
                 say(f"prediction log of {MYSQL_APP} on {mysql_url}")
