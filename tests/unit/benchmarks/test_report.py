@@ -249,3 +249,43 @@ def test_without_both_floors_there_is_no_ceiling() -> None:
     assert math.isnan(summary["ceiling_over_best_peer"])
     assert "Ray Serve's request path" not in report.table(document, summary)
     assert report.history_row(document, summary)["ceiling_over_best_peer"] == ""
+
+
+def test_the_ceiling_says_which_missed_goals_no_ray_serve_app_could_meet_on_the_machine() -> None:
+    document = minimal_document()
+    # fastapi_tuned: 1.82 cores at 600 req/s, p95 36 ms; served slower and later than the goals.
+    document["http"] = [w for w in document["http"] if w["system"] not in ("served", "fastapi_tuned")] + [
+        window("served", 500, p95_ms=45.0),
+        window("fastapi_tuned", 600, p95_ms=36.0),
+    ]
+    summary = report.summarize(document)
+
+    # Every core busy at the peer's 3.03 core-ms plus the path's 0.30: 2000 / 3.33 = 600 req/s, 86 % of raw's 700,
+    # and p95 36 ms scaled by 600 / 600.
+    assert math.isclose(summary["ceiling_rps"], 600.0)
+    assert math.isclose(summary["ceiling_over_raw"], 600 / 700)
+    assert math.isclose(summary["ceiling_p95_ms"], 36.0)
+    assert list(summary["out_of_reach"]) == [
+        "served >= 1x the best peer (fastapi_tuned) with p95 no worse",
+        "served p95 <= 30 ms",
+    ]
+    text = report.table(document, summary)
+    assert "at most 600 req/s on these 2 cores (86% of raw int8 batch 32)" in text
+    assert (
+        "FAIL  served >= 1x the best peer (fastapi_tuned) with p95 no worse (out of reach here: any Ray Serve app:"
+        in text
+    )
+    assert "FAIL  served >= 85% of raw int8 batch 32\n" in text  # missed, though a Ray Serve app could reach 86 %
+    assert "spread like fastapi_tuned's: 36.0 ms)" in text
+    row = report.history_row(document, summary)
+    assert (row["ceiling_rps"], row["ceiling_over_raw"], row["ceiling_p95_ms"]) == ("600.0", "0.857", "36.0")
+
+
+def test_a_goal_met_is_never_called_out_of_reach() -> None:
+    document = minimal_document()
+    # The peer at its best leaves the ceiling at 0.91x, yet served beat it in this run (the peer left cores unused).
+    summary = report.summarize(document)
+
+    assert summary["ceiling_over_best_peer"] < 1 and all(summary["goals"].values())
+    assert summary["out_of_reach"] == {}
+    assert "out of reach" not in report.table(document, summary)
