@@ -30,7 +30,6 @@ import os
 import re
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -79,6 +78,8 @@ MAX_ROW_ATTEMPTS = 3
 # broken and the replica's health check fails, instead of the writer spinning.
 MAX_WRITER_RESTARTS = 5
 WRITER_RESTART_WINDOW_S = 60.0
+_MS_MASK = (1 << 48) - 1
+_RAND_B_MASK = (1 << 62) - 1
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # A full buffer drops rows on every request; one warning per interval (with the running total) is enough.
 _DROP_WARNING_EVERY_S = 10.0
@@ -92,7 +93,7 @@ _MYSQL_TEXT = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 predictions = Table(
     "prediction_log",
     metadata,
-    Column("id", CHAR(32), primary_key=True, comment="Prediction id made by the replica (uuid4 hex)."),
+    Column("id", CHAR(32), primary_key=True, comment="Prediction id made by the replica (UUIDv7, hex)."),
     Column("request_id", String(REQUEST_ID_CHARS), nullable=False, comment="X-Request-ID as Ray Serve saw it."),
     Column("app", String(64), nullable=False),
     Column("model_sha256", CHAR(64), nullable=False),
@@ -159,7 +160,7 @@ def prediction_row(app: str, answered: Answered) -> PredictionRow:
     or response is not JSON."""
     input_json = canonical_json(_json_value(answered.request))
     return PredictionRow(
-        id=uuid.uuid4().hex,
+        id=prediction_id(),
         request_id=storable(answered.request_id[:REQUEST_ID_CHARS]),
         app=app,
         model_sha256=answered.model_sha256,
@@ -171,6 +172,21 @@ def prediction_row(app: str, answered: Answered) -> PredictionRow:
         created_at=datetime.fromtimestamp(answered.answered_at, UTC).replace(tzinfo=None),
         labels=tuple(storable(label[:LABEL_CHARS]) for label in answered.labels),
     )
+
+
+def prediction_id() -> str:
+    """A new UUIDv7 (RFC 9562) as 32 hex digits: the Unix time in milliseconds, then 74 random bits.
+
+    Time-ordered rather than random (uuid4): each batch's ids land at the end of the primary key's B-tree, and of
+    the labels' key that starts with it, instead of on pages all over it. In SQLite that made an insert about 30 %
+    cheaper (32 -> 22 µs a row, 30,000 rows in batches of 32, docs/benchmarks.md); in InnoDB, whose rows live in
+    the primary key's order, random keys also split pages as the table outgrows the buffer pool.
+    """
+    random_bits = int.from_bytes(os.urandom(10))
+    value = (time.time_ns() // 1_000_000 & _MS_MASK) << 80  # unix_ts_ms, 48 bits
+    value |= 0x7 << 76 | (random_bits >> 68) << 64  # version 7, rand_a (12 bits)
+    value |= 0b10 << 62 | random_bits & _RAND_B_MASK  # the RFC 4122 variant, rand_b (62 bits)
+    return f"{value:032x}"
 
 
 def storable(text: str) -> str:

@@ -27,6 +27,7 @@ from serve_apps.common.prediction_log import (
     default_db_url,
     insert_rows,
     make_engine,
+    prediction_id,
     prediction_labels,
     predictions,
 )
@@ -102,6 +103,22 @@ def test_row_holds_request_digest_excerpt_and_output(db_url: str, app: str) -> N
     assert json.loads(row.output_json) == response
     assert row.latency_ms == 12.5
     assert [(label.prediction_id, label.position, label.label) for label in labels] == [(row.id, 0, "a")]
+
+
+def test_prediction_ids_are_uuid7_in_time_order() -> None:
+    before_ms = time.time_ns() // 1_000_000
+    first = [prediction_id() for _ in range(1000)]
+    time.sleep(0.002)
+    later = prediction_id()
+    after_ms = time.time_ns() // 1_000_000
+    parsed = [uuid.UUID(hex=value) for value in [*first, later]]
+    assert all(len(value) == 32 and value == value.lower() for value in first)
+    assert {(u.version, u.variant) for u in parsed} == {(7, uuid.RFC_4122)}
+    stamps = [u.int >> 80 for u in parsed]
+    assert before_ms <= min(stamps) and max(stamps) <= after_ms
+    assert stamps[-1] > max(stamps[:-1])  # a later millisecond sorts after every id of the earlier ones
+    assert sorted(first, key=lambda value: value[:12]) == first  # the time prefix never goes back
+    assert len(set(first)) == len(first)
 
 
 def test_canonical_json_ignores_key_order() -> None:
