@@ -69,6 +69,7 @@ from localrun.serve import (
     deploy,
     env_plan,
     logical_cpus,
+    machine_cpus,
 )
 from localrun.stop import local_ray, stop_on_signals
 from render.plan import WARM_WORKERS_APP
@@ -184,10 +185,11 @@ def served_app(root: Path, env: str, extra_replicas: int, app: str = APP) -> Ite
     ]
     if not config["applications"] or config["applications"][0]["name"] != app:
         raise RuntimeError(f"deployments/{env}: its Serve config has no application {app!r}; the bench measures it")
-    apply_ray_env(plan.ray_env)
+    ray_env = plan.ray_env(machine_cpus())
+    apply_ray_env(ray_env)
     copy = cpus_at_max_replicas({"applications": config["applications"][:1]})
     cpus = logical_cpus(config) + math.ceil(extra_replicas * copy)
-    say(f"starting Ray ({cpus:g} logical CPUs) with {plan.ray_env or 'no Serve variables'}")
+    say(f"starting Ray ({cpus:g} logical CPUs) with {ray_env or 'no Serve variables'}")
     with local_ray(
         root,  # replicas resolve relative file:// model URIs against Ray's start directory
         address="local",  # a new Ray, even where someone's `ray start` cluster runs on this machine

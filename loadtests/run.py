@@ -25,7 +25,7 @@ from loadtests.errors import LoadTestError
 from loadtests.results import read_result
 from loadtests.slo import Measurement, Violation, offered_rps, users_needed, violations
 from loadtests.spec import locustfile_of
-from localrun.serve import LOCAL_HOST, apply_ray_env, deploy, env_plan, logical_cpus
+from localrun.serve import LOCAL_HOST, apply_ray_env, deploy, env_plan, logical_cpus, machine_cpus
 from localrun.stop import local_ray, stop_group
 from render.spec.models import App, Slo, Spec
 from serve_apps.common.prediction_log import DB_URL_ENV
@@ -101,15 +101,16 @@ def local_serve(root: Path, env: str, apps: list[str]) -> Iterator[str]:
     config = plan.serve_config()
     config["applications"] = [app for app in config["applications"] if app["name"] in apps]
     cpus = logical_cpus(config)
+    ray_env = plan.ray_env(machine_cpus())
     started_ray = not ray.is_initialized()
     if started_ray:
         print(f"starting Ray ({cpus} logical CPUs) and Serve for {env}: {', '.join(apps)}", file=sys.stderr)
-        apply_ray_env(plan.ray_env)
+        apply_ray_env(ray_env)
     elif (offered := ray.cluster_resources().get("CPU", 0)) < cpus:
         raise LoadTestError(f"the connected Ray offers {offered:g} CPUs; {env} needs {cpus} for {', '.join(apps)}")
-    elif unset := sorted(name for name, value in plan.ray_env.items() if os.environ.get(name) != value):
+    elif unset := sorted(name for name, value in ray_env.items() if os.environ.get(name) != value):
         raise LoadTestError(
-            f"{env} runs Ray with {', '.join(f'{n}={plan.ray_env[n]}' for n in unset)}; the connected Ray was "
+            f"{env} runs Ray with {', '.join(f'{n}={ray_env[n]}' for n in unset)}; the connected Ray was "
             "started without. Hint: set them before ray.init (localrun.serve.apply_ray_env)"
         )
     ray_here = (

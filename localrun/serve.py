@@ -54,6 +54,12 @@ def env_serve_config(root: Path, env: str) -> dict[str, Any]:
     return env_plan(root, env).serve_config()
 
 
+def machine_cpus() -> int:
+    """The CPUs this process may run on: what a local Ray's processes share, as a container's CPUs are shared by
+    its Ray's (`EnvPlan.ray_env`)."""
+    return len(os.sched_getaffinity(0))
+
+
 def apply_ray_env(variables: Mapping[str, str]) -> None:
     """Put an environment's Ray variables (`EnvPlan.ray_env`) into os.environ, as its containers get them.
 
@@ -197,12 +203,13 @@ def main(argv: list[str] | None = None) -> int:
     from serve_apps.common.prediction_log import DB_URL_ENV
 
     stop_on_signals()  # a SIGTERM while Ray starts unwinds as Ctrl-C does
-    apply_ray_env(plan.ray_env)
+    ray_env = plan.ray_env(machine_cpus())
+    apply_ray_env(ray_env)
     # Before ray.init: every Ray worker, the replicas' included, inherits this process's environment.
     os.environ[DB_URL_ENV] = prediction_log_url(Path(args.root))
     cpus = logical_cpus(config)
     print(f"starting Ray ({cpus} logical CPUs)")
-    for name, value in sorted(plan.ray_env.items()):
+    for name, value in sorted(ray_env.items()):
         print(f"  {name}={value} (env.serve of {args.env})")
     try:
         if not args.ray_logs:

@@ -21,6 +21,13 @@ MAX_REQUEST_BODY_BYTES_ENV = "MAX_REQUEST_BODY_BYTES"
 # Python proxy, on the head only, that every request to port 8000 still passes through; with HA_PROXY, HAProxy answers
 # port 8000 on every node and forwards to the ingress replicas' own ports (30000-31000, gRPC 40000-41000).
 THROUGHPUT_OPTIMIZED_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
+# Ray Serve starts that HAProxy with 4 threads on every node, whatever its CPUs (RAY_SERVE_HAPROXY_NBTHREAD in
+# ray-project/ray python/ray/serve/_private/constants.py, the `nbthread` line of haproxy_templates.py, Ray 2.60). In a
+# small container they take turns on the cores the replicas need: on 2 cores at about 900 req/s, HAProxy used 0.05
+# cores with 1 thread, 0.06 with 2 and 0.07 with 4, and the app answered 3-5 % more with 1 (`nox -s bench -- --only
+# served`, docs/benchmarks.md). So one thread per two CPUs of the container, up to Ray's 4.
+HAPROXY_THREADS_ENV = "RAY_SERVE_HAPROXY_NBTHREAD"
+RAY_HAPROXY_THREADS = 4
 # What env.serve.preload_modules sets: the raylet passes the list to every Python worker it starts, which imports
 # it before taking work. Ray Serve's replica module brings FastAPI, uvicorn and the rest of Serve (0.45-0.65 s of a
 # warm start here); the apps' modules are light at import by design. A module that fails to import is logged by the
@@ -76,16 +83,21 @@ class EnvPlan:
             g.min_replicas != g.max_replicas for g in self.spec.worker_groups
         )
 
-    @property
-    def ray_env(self) -> dict[str, str]:
-        """Environment variables every Ray process of the environment starts with (a cluster serving all its apps)."""
-        return self.ray_env_of(self.apps)
+    def ray_env(self, cpus: float) -> dict[str, str]:
+        """Environment variables every Ray process of a container (or machine) of `cpus` CPUs starts with, in a
+        cluster serving all the environment's apps."""
+        return self.ray_env_of(self.apps, cpus)
 
-    def ray_env_of(self, apps: tuple[AppPlan, ...]) -> dict[str, str]:
-        """Environment variables every Ray process of a cluster serving `apps` starts with: the apps' body limit,
-        the Serve modes Ray reads at start and the modules its workers preload."""
+    def ray_env_of(self, apps: tuple[AppPlan, ...], cpus: float) -> dict[str, str]:
+        """Environment variables every Ray process of a container (or machine) of `cpus` CPUs starts with, in a
+        cluster serving `apps`: the apps' body limit, the Serve modes Ray reads at start (with HAProxy's threads
+        for those CPUs) and the modules its workers preload."""
         serve = self.spec.env.serve
-        throughput = THROUGHPUT_OPTIMIZED_ENV if serve.throughput_optimized else {}
+        throughput = (
+            {**THROUGHPUT_OPTIMIZED_ENV, HAPROXY_THREADS_ENV: str(haproxy_threads(cpus))}
+            if serve.throughput_optimized
+            else {}
+        )
         preload = {PRELOAD_MODULES_ENV: ",".join(preload_modules(apps))} if serve.preload_modules else {}
         return {MAX_REQUEST_BODY_BYTES_ENV: str(serve.max_request_body_bytes), **throughput, **preload}
 
@@ -109,6 +121,11 @@ class EnvPlan:
                 *([warm_workers_application(serve.warm_workers)] if cluster and serve.warm_workers else []),
             ],
         }
+
+
+def haproxy_threads(cpus: float) -> int:
+    """HAProxy's threads in a Ray container (or machine) of `cpus` CPUs: one per two CPUs, from 1 to Ray's 4."""
+    return max(1, min(RAY_HAPROXY_THREADS, int(cpus // 2)))
 
 
 def warm_workers_application(per_node: int) -> dict[str, Any]:

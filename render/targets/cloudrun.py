@@ -375,7 +375,7 @@ def run_v2_service(plan: EnvPlan, app_plan: AppPlan) -> dict[str, Any]:
     low, high = single_node.task_count(app)
     command = _command(plan, app_plan)
     port = single_node.serve_port(plan)
-    env: list[dict[str, Any]] = list(single_node.container_env(plan, app_plan)) + _aws_role_env(plan, app)
+    env: list[dict[str, Any]] = [*single_node.container_env(plan, app_plan, int(shape.cpu)), *_aws_role_env(plan, app)]
     for var, ref in sorted(app_plan.secrets.items()):
         owner, name, version = _secret(ref, project)
         secret = name if owner == project else f"projects/{owner}/secrets/{name}"

@@ -342,7 +342,7 @@ def register_task_definition(plan: EnvPlan, app_plan: AppPlan) -> dict[str, Any]
         "entryPoint": ["/bin/sh", "-c"],
         "command": [single_node.start_script(size, stop_timeout)],
         "stopTimeout": stop_timeout,
-        "environment": single_node.container_env(plan, app_plan),
+        "environment": single_node.container_env(plan, app_plan, cpu_units / 1024),
         "portMappings": [{"containerPort": port, "protocol": "tcp", "name": "http", "appProtocol": "http"}],
         "healthCheck": {
             "command": [

@@ -203,10 +203,10 @@ def _metadata(plan: EnvPlan, name: str, wave: int, **extra: Any) -> dict[str, An
     }
 
 
-def _env(plan: EnvPlan) -> list[dict[str, Any]]:
+def _env(plan: EnvPlan, cpus: float) -> list[dict[str, Any]]:
     # Head and workers alike: the Serve controller (head) and the replicas (workers) read Ray's Serve modes at start,
-    # and a replica may run on either.
-    return [{"name": var, "value": value} for var, value in sorted(plan.ray_env.items())] + [
+    # and a replica may run on either; HAProxy runs on each, sized to its container's CPUs.
+    return [{"name": var, "value": value} for var, value in sorted(plan.ray_env(cpus).items())] + [
         {"name": var, "valueFrom": {"secretKeyRef": {"name": secret_object_name(var), "key": "value"}}}
         for var in plan.secrets
     ]
@@ -224,7 +224,7 @@ def _container(
         "resources": {"limits": limits, "requests": dict(limits)},
         "ports": ports,
     }
-    env = _env(plan)
+    env = _env(plan, cpus)
     if env:
         container["env"] = env
     return container

@@ -204,10 +204,11 @@ def slo_alerts_parity(follow_up: str, ttft_follow_up: str) -> dict[str, Honour]:
     }
 
 
-def container_env(plan: EnvPlan, app_plan: AppPlan) -> list[dict[str, str]]:
-    """The container's plain environment: the Serve config, then the Ray variables of a cluster serving its one app."""
+def container_env(plan: EnvPlan, app_plan: AppPlan, cpus: float) -> list[dict[str, str]]:
+    """The plain environment of a container of `cpus` CPUs: the Serve config, then the Ray variables of a cluster
+    serving its one app."""
     return [{"name": SERVE_CONFIG_ENV, "value": serve_config_text(plan, app_plan)}] + [
-        {"name": var, "value": value} for var, value in sorted(plan.ray_env_of((app_plan,)).items())
+        {"name": var, "value": value} for var, value in sorted(plan.ray_env_of((app_plan,), cpus).items())
     ]
 
 

@@ -50,7 +50,7 @@ def test_a_one_app_container_preloads_only_its_own_app() -> None:
     plan = env_plan(REPO_ROOT, "staging-ecs")
     assert len({a.app.import_path for a in plan.apps}) > 1
     for app_plan in plan.apps:
-        env = {e["name"]: e["value"] for e in container_env(plan, app_plan)}
+        env = {e["name"]: e["value"] for e in container_env(plan, app_plan, cpus=2)}
         module = app_plan.app.import_path.split(":")[0]
         assert env[PRELOAD_MODULES_ENV] == ",".join((SERVE_REPLICA_MODULE, *REPLICA_IMPORTS, module))
 

@@ -285,7 +285,13 @@ def test_a_gpu_replica_without_a_gpu_group_gets_the_general_rule(targets_repo: P
 def test_throughput_mode_sets_ray_serve_variables_in_every_form(targets_repo: Path) -> None:
     edit(targets_repo, RUN, lambda d: d["env"].setdefault("serve", {}).update(throughput_optimized=True))
     files = render_repo(targets_repo, None, ["run"]).files
-    wanted = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
+    # HAProxy gets one thread per two of the instance's CPUs (render/plan.py): the echo app fits 1 or 2 CPUs.
+    assert v2(files, "run", "echo")["template"]["containers"][0]["resources"]["limits"]["cpu"] in ("1", "2")
+    wanted = {
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_HAPROXY_NBTHREAD": "1",
+    }
     v2_env = {e["name"]: e.get("value") for e in v2(files, "run", "echo")["template"]["containers"][0]["env"]}
     knative_env = {
         e["name"]: e.get("value")

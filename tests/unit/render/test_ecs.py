@@ -386,6 +386,8 @@ def test_throughput_mode_sets_ray_serve_variables_in_the_task(targets_repo: Path
     (container,) = json.loads(files[path])["containerDefinitions"]
     variables = {e["name"]: e["value"] for e in container["environment"]}
     assert variables["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == variables["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+    # One HAProxy thread per two CPUs of the task's container (render/plan.py).
+    assert container["cpu"] / 1024 < 4 and variables["RAY_SERVE_HAPROXY_NBTHREAD"] == "1"
     assert request_problems("ecs", "RegisterTaskDefinition", json.loads(files[path])) == []
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +15,13 @@ import yaml
 from render.cli import main
 from render.errors import RenderError
 from render.pipeline import render_repo
-from render.plan import PRELOAD_MODULES_ENV, REPLICA_IMPORTS, SERVE_REPLICA_MODULE, WARM_WORKERS_APP
+from render.plan import (
+    PRELOAD_MODULES_ENV,
+    REPLICA_IMPORTS,
+    SERVE_REPLICA_MODULE,
+    WARM_WORKERS_APP,
+    haproxy_threads,
+)
 from render.spec.base import K8S_NAME_PATTERN
 from render.validate.serve import serve_config_problems
 from render.write import read_tree, write_tree
@@ -215,10 +224,7 @@ def test_bootstrap_application_is_valid_and_points_at_rendered_argocd() -> None:
     assert bootstrap["spec"]["source"]["repoURL"] == base_env["env"]["gitops"]["repo_url"]
 
 
-THROUGHPUT_ENV = [
-    {"name": "RAY_SERVE_ENABLE_HA_PROXY", "value": "1"},
-    {"name": "RAY_SERVE_THROUGHPUT_OPTIMIZED", "value": "1"},
-]
+THROUGHPUT_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 
 
 # Ray Serve's replica module, then the module of the fixture's apps (both are echo apps).
@@ -241,10 +247,23 @@ def test_throughput_mode_sets_ray_serve_variables_on_head_and_workers(repo: Path
     edit(repo, "deployments/prod/env.yaml", lambda d: d["env"]["serve"].update(throughput_optimized=True))
     service = yaml.safe_load(render_repo(repo, crd_dir=None).files["prod/ray.io.RayService-models.yaml"])
     head, *workers = _ray_containers(service)
+    threads = []
     for container in [head, *workers]:
         # Plain variables first (the body limit, then Ray's), then the secrets.
-        assert container["env"][1:3] == THROUGHPUT_ENV
-        assert container["env"][4]["name"] == "PREDICTION_DB_URL"
+        plain = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+        assert THROUGHPUT_ENV.items() <= plain.items()
+        assert [e["name"] for e in container["env"]][len(plain)] == "PREDICTION_DB_URL"
+        # HAProxy's threads follow each pod's CPUs: one per two, up to Ray's 4.
+        cpus = float(container["resources"]["limits"]["cpu"])
+        threads.append((cpus, plain["RAY_SERVE_HAPROXY_NBTHREAD"]))
+    assert threads == [(2.0, "1"), (3.0, "1"), (6.0, "3")]  # the fixture prod's head and its two worker groups
+    # Ray itself takes the variable: the HAProxy config its Serve writes in a container with this environment.
+    plain = {e["name"]: e["value"] for e in workers[-1]["env"] if "value" in e}
+    probe = "from ray.serve._private.haproxy import HAProxyConfig; print(HAProxyConfig().nbthread)"
+    ray_reads = subprocess.run(
+        [sys.executable, "-c", probe], env={**os.environ, **plain}, capture_output=True, text=True, check=True
+    )
+    assert ray_reads.stdout.strip() == "3"
     # HAProxy takes over port 8000 of every pod: the serve Service KubeRay makes from the head's port is unchanged.
     assert {"containerPort": 8000, "name": "serve"} in head["ports"]
     assert serve_config_problems(service["spec"]["serveConfigV2"]) == []
@@ -338,3 +357,8 @@ def test_a_clean_render_of_the_shipped_repo_prints_no_warning(
     assert [line for line in out.splitlines() if line.startswith("parity of ")], out
     assert not [line for line in out.splitlines() if "warning" in line or "error" in line], out
     assert (tmp_path / "rendered/staging-ecs/PARITY.md").is_file()
+
+
+@pytest.mark.parametrize(("cpus", "threads"), [(0.5, 1), (1, 1), (2, 1), (3, 1), (4, 2), (7.5, 3), (8, 4), (64, 4)])
+def test_haproxy_gets_one_thread_per_two_cpus_up_to_rays_four(cpus: float, threads: int) -> None:
+    assert haproxy_threads(cpus) == threads

@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel
 
 from render.pipeline import render_repo
-from render.plan import MAX_REQUEST_BODY_BYTES_ENV, PRELOAD_MODULES_ENV, THROUGHPUT_OPTIMIZED_ENV
+from render.plan import HAPROXY_THREADS_ENV, MAX_REQUEST_BODY_BYTES_ENV, PRELOAD_MODULES_ENV, THROUGHPUT_OPTIMIZED_ENV
 from render.spec.models import SecretRef, Spec
 from tests.golden_tree import FIXTURE_REPO
 
@@ -99,7 +99,12 @@ def test_secret_variables_reach_pods_only_as_references(rendered: dict[str, Any]
             for container in group["template"]["spec"]["containers"]:
                 for variable in container.get("env", []):
                     if "value" in variable:  # only the body limit and Ray's own settings are plain
-                        plain = {MAX_REQUEST_BODY_BYTES_ENV, PRELOAD_MODULES_ENV, *THROUGHPUT_OPTIMIZED_ENV}
+                        plain = {
+                            MAX_REQUEST_BODY_BYTES_ENV,
+                            PRELOAD_MODULES_ENV,
+                            HAPROXY_THREADS_ENV,
+                            *THROUGHPUT_OPTIMIZED_ENV,
+                        }
                         assert variable["name"] in plain, variable
                     else:
                         assert set(variable["valueFrom"]) == {"secretKeyRef"}, variable
