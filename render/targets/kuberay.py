@@ -420,7 +420,8 @@ def _parity() -> dict[str, Honour]:
         "env.serve.throughput_optimized": exact(
             "RAY_SERVE_THROUGHPUT_OPTIMIZED=1 and RAY_SERVE_ENABLE_HA_PROXY=1 in the head and worker containers:"
             " HAProxy answers the serve Service's port 8000 on every pod and forwards to the ingress replicas' own"
-            " ports (30000-31000, reached pod to pod)"
+            " ports (30000-31000, reached pod to pod), with RAY_SERVE_HAPROXY_NBTHREAD one thread per two of the"
+            " container's CPUs"
         ),
         "env.serve.warm_workers": exact(
             "args.per_node of the Serve application _warm_workers (no route, 0 CPUs) in serveConfigV2, which keeps"

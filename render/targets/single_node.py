@@ -172,7 +172,8 @@ def serve_config_text(plan: EnvPlan, app_plan: AppPlan) -> str:
 
 THROUGHPUT_PARITY = (
     "RAY_SERVE_THROUGHPUT_OPTIMIZED=1 and RAY_SERVE_ENABLE_HA_PROXY=1 in the container: HAProxy answers the serve"
-    " port and forwards to the replica's own port inside the task"
+    " port and forwards to the replica's own port inside the task, with RAY_SERVE_HAPROXY_NBTHREAD one thread per two"
+    " of the container's CPUs"
 )
 
 
