@@ -251,15 +251,22 @@ def test_without_both_floors_there_is_no_ceiling() -> None:
     assert report.history_row(document, summary)["ceiling_over_best_peer"] == ""
 
 
-def test_the_ceiling_says_which_missed_goals_no_ray_serve_app_could_meet_on_the_machine() -> None:
+def served_against_peer(served: tuple[float, float], peer: tuple[float, float, float]) -> dict[str, Any]:
+    """minimal_document() with served at (req/s, p95 ms) and fastapi_tuned at (req/s, p95 ms, server cores)."""
     document = minimal_document()
-    # fastapi_tuned: 1.83 cores (server and client) at 600 req/s, p95 36 ms; served slower and later than the goals.
-    peer = window("fastapi_tuned", 600, p95_ms=36.0)
-    peer["server_cores"] = 1.81
+    peer_rps, peer_p95_ms, peer_cores = peer
+    peer_window = window("fastapi_tuned", peer_rps, p95_ms=peer_p95_ms)
+    peer_window["server_cores"] = peer_cores
     document["http"] = [w for w in document["http"] if w["system"] not in ("served", "fastapi_tuned")] + [
-        window("served", 500, p95_ms=45.0),
-        peer,
+        window("served", served[0], p95_ms=served[1]),
+        peer_window,
     ]
+    return document
+
+
+def test_the_ceiling_says_which_missed_goals_no_ray_serve_app_could_meet_on_the_machine() -> None:
+    # fastapi_tuned: 1.83 cores (server and client) at 600 req/s, p95 36 ms; served slower and later than the goals.
+    document = served_against_peer(served=(500, 45.0), peer=(600, 36.0, 1.81))
     summary = report.summarize(document)
 
     # Every core busy at the peer's 3.05 core-ms plus the path's 0.30: 2000 / 3.35 = 597 req/s, below the peer's 600
@@ -284,14 +291,8 @@ def test_the_ceiling_says_which_missed_goals_no_ray_serve_app_could_meet_on_the_
 
 
 def test_a_peer_that_left_cores_unused_is_within_reach_though_the_ceiling_is_below_1x() -> None:
-    document = minimal_document()
     # As on an AMD EPYC on 2026-12-06: one uvicorn worker held most connections, the peer used 0.95 cores.
-    peer = window("fastapi_tuned", 450, p95_ms=42.5)
-    peer["server_cores"] = 0.93
-    document["http"] = [w for w in document["http"] if w["system"] not in ("served", "fastapi_tuned")] + [
-        window("served", 540, p95_ms=44.2),
-        peer,
-    ]
+    document = served_against_peer(served=(540, 44.2), peer=(450, 42.5, 0.93))
     summary = report.summarize(document)
 
     # 0.95 cores at 450 req/s: 2.11 core-ms, 0.88x at equal CPU, yet 2000 / 2.41 = 829 req/s with every core busy.
