@@ -68,13 +68,13 @@ def main(root: Path, out: Path, env: str = "bench", clients: int = 16, duration_
         )
         return 0
     from benchmarks.serving import APP, free_port, replica_pids
-    from localrun.serve import apply_ray_env, deploy, env_plan, machine_cpus
+    from localrun.serve import apply_ray_env, deploy, env_plan, local_ray_env
     from localrun.stop import local_ray
 
     plan = env_plan(root, env)
     base = plan.serve_config()
     base["applications"] = [a for a in base["applications"] if a["name"] == APP]
-    apply_ray_env(plan.ray_env(machine_cpus()))
+    apply_ray_env(local_ray_env(plan))
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-gpu-") as scratch:
         bodies = Path(scratch) / "bodies.json"

@@ -236,12 +236,12 @@ def bentoml_mean_batch(predict_url: str) -> float:
 def ray_defaults_server(root: Path, env_name: str, cores: Sequence[int], logs: Path) -> Iterator[tuple[str, int]]:
     """benchmarks/ray_defaults.py: the served app with Ray's defaults, on a Ray of its own in a child process."""
     from benchmarks import ray_defaults
-    from localrun.serve import env_plan, machine_cpus
+    from localrun.serve import env_plan, local_ray_env
 
     port = free_port()
     command = [sys.executable, "-m", "benchmarks.ray_defaults", "--env", env_name, "--port", str(port)]
     # None of the toolkit's Ray variables: the bench process set them for its own Ray before this one starts.
-    toolkit = env_plan(root, env_name).ray_env(machine_cpus())
+    toolkit = local_ray_env(env_plan(root, env_name))
     env = {name: value for name, value in os.environ.items() if name not in toolkit}
     base = f"http://{LOCAL_HOST}:{port}{ray_defaults.ROUTE}"
     with server_process("ray_defaults", command, cores, env, f"{base}/healthz", logs / "ray_defaults.log") as pid:

@@ -68,8 +68,8 @@ from localrun.serve import (
     cpus_at_max_replicas,
     deploy,
     env_plan,
+    local_ray_env,
     logical_cpus,
-    machine_cpus,
 )
 from localrun.stop import local_ray, stop_on_signals
 from render.plan import WARM_WORKERS_APP
@@ -185,7 +185,7 @@ def served_app(root: Path, env: str, extra_replicas: int, app: str = APP) -> Ite
     ]
     if not config["applications"] or config["applications"][0]["name"] != app:
         raise RuntimeError(f"deployments/{env}: its Serve config has no application {app!r}; the bench measures it")
-    ray_env = plan.ray_env(machine_cpus())
+    ray_env = local_ray_env(plan)
     apply_ray_env(ray_env)
     copy = cpus_at_max_replicas({"applications": config["applications"][:1]})
     cpus = logical_cpus(config) + math.ceil(extra_replicas * copy)

@@ -25,7 +25,7 @@ from loadtests.errors import LoadTestError
 from loadtests.results import read_result
 from loadtests.slo import Measurement, Violation, offered_rps, users_needed, violations
 from loadtests.spec import locustfile_of
-from localrun.serve import LOCAL_HOST, apply_ray_env, deploy, env_plan, logical_cpus, machine_cpus
+from localrun.serve import LOCAL_HOST, apply_ray_env, deploy, env_plan, local_ray_env, logical_cpus
 from localrun.stop import local_ray, stop_group
 from render.spec.models import App, Slo, Spec
 from serve_apps.common.prediction_log import DB_URL_ENV
@@ -101,7 +101,7 @@ def local_serve(root: Path, env: str, apps: list[str]) -> Iterator[str]:
     config = plan.serve_config()
     config["applications"] = [app for app in config["applications"] if app["name"] in apps]
     cpus = logical_cpus(config)
-    ray_env = plan.ray_env(machine_cpus())
+    ray_env = local_ray_env(plan)
     started_ray = not ray.is_initialized()
     if started_ray:
         print(f"starting Ray ({cpus} logical CPUs) and Serve for {env}: {', '.join(apps)}", file=sys.stderr)

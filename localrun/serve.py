@@ -54,10 +54,10 @@ def env_serve_config(root: Path, env: str) -> dict[str, Any]:
     return env_plan(root, env).serve_config()
 
 
-def machine_cpus() -> int:
-    """The CPUs this process may run on: what a local Ray's processes share, as a container's CPUs are shared by
-    its Ray's (`EnvPlan.ray_env`)."""
-    return len(os.sched_getaffinity(0))
+def local_ray_env(plan: EnvPlan) -> dict[str, str]:
+    """`plan`'s Ray variables (`EnvPlan.ray_env`) for a Ray on this machine: the CPUs this process may run on are
+    what a local Ray's processes share, as a container's CPUs are shared by its Ray's."""
+    return plan.ray_env(len(os.sched_getaffinity(0)))
 
 
 def apply_ray_env(variables: Mapping[str, str]) -> None:
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     from serve_apps.common.prediction_log import DB_URL_ENV
 
     stop_on_signals()  # a SIGTERM while Ray starts unwinds as Ctrl-C does
-    ray_env = plan.ray_env(machine_cpus())
+    ray_env = local_ray_env(plan)
     apply_ray_env(ray_env)
     # Before ray.init: every Ray worker, the replicas' included, inherits this process's environment.
     os.environ[DB_URL_ENV] = prediction_log_url(Path(args.root))

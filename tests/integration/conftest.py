@@ -178,10 +178,10 @@ def ray_cluster() -> Iterator[Any]:
     import ray
 
     from loadtests.run import RAY_SYSTEM_CONFIG
-    from localrun.serve import env_plan, machine_cpus
+    from localrun.serve import env_plan, local_ray_env
 
     with pytest.MonkeyPatch.context() as session_env:
-        for name, value in env_plan(REPO_ROOT, "dev").ray_env(machine_cpus()).items():
+        for name, value in local_ray_env(env_plan(REPO_ROOT, "dev")).items():
             session_env.setenv(name, value)
         with contextlib.chdir(REPO_ROOT), pytest.MonkeyPatch.context() as patch:
             for name, value in RAY_ENV.items():
