@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nox
@@ -110,10 +113,85 @@ def serve(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def tests(session: nox.Session) -> None:
-    """Run the whole test suite against real services (pass pytest options after --)."""
+    """Run the whole test suite against real services (pass pytest options after --; a test path runs just those).
+
+    With no test path given, the unit tests run beside the integration tests, in a second pytest at a lower
+    priority: the integration tests spend much of their time waiting on servers, and on two cores that idle CPU runs
+    the unit tests (a third of the suite's time) meanwhile; their report follows the integration tests'. The tests
+    marked `alone` (a load test against the SLOs) run last, when nothing runs beside them.
+    """
     install(session, "test")
-    session.run("python", "-m", "serve_apps.build_models", "--out", "models")
-    session.run("python", "-m", "pytest", *session.posargs)
+    if session.run("python", "-m", "serve_apps.build_models", "--out", "models") is None:
+        return  # --install-only: session.run ran nothing, and neither may the pytests started below without it
+    if any(Path(arg.split("::")[0]).exists() for arg in session.posargs if not arg.startswith("-")):
+        session.run("python", "-m", "pytest", *session.posargs)
+        return
+    codes = side_by_side(
+        session, ["tests/integration", "--alone=skip", *session.posargs], ["tests/unit", *session.posargs]
+    )
+    last = ["tests/integration", "--alone=only", *session.posargs]
+    session.log(f"pytest {' '.join(last)}")
+    codes[" ".join(last)] = subprocess.run([*pytest_in(session), *last], env=session_env(session)).returncode
+    failed = [f"pytest {args} exited {code}" for args, code in codes.items() if code not in (0, NO_TESTS_COLLECTED)]
+    if failed:
+        session.error("; ".join(failed))
+    if set(codes.values()) == {NO_TESTS_COLLECTED}:
+        session.error("no test selected")
+
+
+# How much the second pytest of `nox -s tests` yields to the first: at nice 5 it gets about a quarter of a core the
+# first keeps busy (CFS weights 335 and 1024), and all of an idle one.
+BESIDE_NICENESS = 5
+# pytest's exit code when it selected no test (a -k that matches only another run's tests).
+NO_TESTS_COLLECTED = 5
+
+
+def session_env(session: nox.Session) -> dict[str, str]:
+    """The environment session.run gives a command: this process's, the session's variables, the venv first on PATH."""
+    env = {**os.environ, **{name: value for name, value in session.env.items() if value is not None}}
+    env["PATH"] = os.pathsep.join([session.bin, env.get("PATH", "")])
+    env["VIRTUAL_ENV"] = str(Path(session.bin).parent)
+    return env
+
+
+def pytest_in(session: nox.Session) -> list[str]:
+    return [str(Path(session.bin, "python")), "-m", "pytest"]
+
+
+def side_by_side(session: nox.Session, first: list[str], second: list[str]) -> dict[str, int]:
+    """pytest `first` with its output shown as it runs and `second` beside it (niced, its output in a file, shown
+    after); the exit code of each, by its arguments."""
+    env = session_env(session)
+    # Not in session.create_tmp(): it points TMPDIR into the venv, where Ray refuses its temp dir and ray.init hangs.
+    log = Path("build", "tests-beside.log")
+    log.parent.mkdir(exist_ok=True)
+    session.log(f"pytest {' '.join(second)}: runs beside at nice {BESIDE_NICENESS}, its output in {log}")
+    session.log(f"pytest {' '.join(first)}")
+    with log.open("wb") as output:
+        beside = subprocess.Popen(
+            [*pytest_in(session), *second],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_beside_priority,
+        )
+        try:
+            first_code = subprocess.run([*pytest_in(session), *first], env=env, check=False).returncode
+            if beside.poll() is None:
+                session.log(f"waiting for pytest {' '.join(second)}")
+            second_code = beside.wait()
+        except BaseException:  # Ctrl-C reached both pytests from the terminal: wait until the second has stopped
+            beside.terminate()
+            beside.wait()
+            raise
+    session.log(f"pytest {' '.join(second)}, which ran beside:")
+    sys.stdout.write(log.read_text(encoding="utf-8", errors="replace"))
+    sys.stdout.flush()
+    return {" ".join(first): first_code, " ".join(second): second_code}
+
+
+def _beside_priority() -> None:
+    os.nice(BESIDE_NICENESS)
 
 
 @nox.session(python=PYTHON, default=False)

@@ -39,11 +39,26 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", "integration: talks to real services (MySQL, S3, Ray)")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--alone",
+        choices=("run", "skip", "only"),
+        default="run",
+        help="tests marked `alone` (they measure speed against a goal): run them (default), leave them out, or run "
+        "only them; `nox -s tests` runs them after the unit tests that ran beside the others have finished",
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # This hook sees the items of the whole run; only mark the ones below this directory.
     for item in items:
         if _HERE in Path(item.path).resolve().parents:
             item.add_marker(pytest.mark.integration)
+    alone = config.getoption("--alone")
+    if alone != "run":
+        keep = [item for item in items if (item.get_closest_marker("alone") is not None) == (alone == "only")]
+        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+        items[:] = keep
 
 
 # =========================================================================== 2. reporting

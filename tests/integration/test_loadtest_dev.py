@@ -26,6 +26,7 @@ from render.spec.models import App
 CI_RUN = LoadOptions(duration_s=8)
 
 
+@pytest.mark.alone
 def test_dev_meets_its_slos(ray_cluster: Any, capsys: pytest.CaptureFixture[str]) -> None:
     spec = load_specs(ROOT, ["dev"])["dev"]
     reports = run_load_tests(ROOT, spec, spec.apps, host=None, options=CI_RUN)
