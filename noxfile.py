@@ -126,12 +126,13 @@ def tests(session: nox.Session) -> None:
     if any(Path(arg.split("::")[0]).exists() for arg in session.posargs if not arg.startswith("-")):
         session.run("python", "-m", "pytest", *session.posargs)
         return
-    codes = side_by_side(
-        session, ["tests/integration", "--alone=skip", *session.posargs], ["tests/unit", *session.posargs]
-    )
+    pytest = [str(Path(session.bin, "python")), "-m", "pytest"]
+    env = session_env(session)
+    first, second = ["tests/integration", "--alone=skip", *session.posargs], ["tests/unit", *session.posargs]
+    codes = side_by_side(session, pytest, env, first, second)
     last = ["tests/integration", "--alone=only", *session.posargs]
     session.log(f"pytest {' '.join(last)}")
-    codes[" ".join(last)] = subprocess.run([*pytest_in(session), *last], env=session_env(session)).returncode
+    codes[" ".join(last)] = subprocess.run([*pytest, *last], env=env, check=False).returncode
     failed = [f"pytest {args} exited {code}" for args, code in codes.items() if code not in (0, NO_TESTS_COLLECTED)]
     if failed:
         session.error("; ".join(failed))
@@ -154,14 +155,11 @@ def session_env(session: nox.Session) -> dict[str, str]:
     return env
 
 
-def pytest_in(session: nox.Session) -> list[str]:
-    return [str(Path(session.bin, "python")), "-m", "pytest"]
-
-
-def side_by_side(session: nox.Session, first: list[str], second: list[str]) -> dict[str, int]:
-    """pytest `first` with its output shown as it runs and `second` beside it (niced, its output in a file, shown
+def side_by_side(
+    session: nox.Session, pytest: list[str], env: dict[str, str], first: list[str], second: list[str]
+) -> dict[str, int]:
+    """`pytest` `first` with its output shown as it runs and `second` beside it (niced, its output in a file, shown
     after); the exit code of each, by its arguments."""
-    env = session_env(session)
     # Not in session.create_tmp(): it points TMPDIR into the venv, where Ray refuses its temp dir and ray.init hangs.
     log = Path("build", "tests-beside.log")
     log.parent.mkdir(exist_ok=True)
@@ -169,14 +167,14 @@ def side_by_side(session: nox.Session, first: list[str], second: list[str]) -> d
     session.log(f"pytest {' '.join(first)}")
     with log.open("wb") as output:
         beside = subprocess.Popen(
-            [*pytest_in(session), *second],
+            [*pytest, *second],
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
             preexec_fn=_beside_priority,
         )
         try:
-            first_code = subprocess.run([*pytest_in(session), *first], env=env, check=False).returncode
+            first_code = subprocess.run([*pytest, *first], env=env, check=False).returncode
             if beside.poll() is None:
                 session.log(f"waiting for pytest {' '.join(second)}")
             second_code = beside.wait()

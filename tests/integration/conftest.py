@@ -56,9 +56,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
     alone = config.getoption("--alone")
     if alone != "run":
-        keep = [item for item in items if (item.get_closest_marker("alone") is not None) == (alone == "only")]
-        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
-        items[:] = keep
+        kept: list[pytest.Item] = []
+        left_out: list[pytest.Item] = []
+        for item in items:
+            marked = item.get_closest_marker("alone") is not None
+            (kept if marked == (alone == "only") else left_out).append(item)
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
 
 
 # =========================================================================== 2. reporting
