@@ -160,7 +160,9 @@ def side_by_side(
 ) -> dict[str, int]:
     """`pytest` `first` with its output shown as it runs and `second` beside it (niced, its output in a file, shown
     after); the exit code of each, by its arguments."""
-    # Not in session.create_tmp(): it points TMPDIR into the venv, where Ray refuses its temp dir and ray.init hangs.
+    # Not in session.create_tmp(): it points TMPDIR into the venv, where Ray's workers refuse their temp dir ("temp_dir
+    # must not be child directory of virtualenv root", ray-project/ray python/ray/_private/parameter.py _check_usage,
+    # Ray 2.60) and ray.init waits for them without end.
     log = Path("build", "tests-beside.log")
     log.parent.mkdir(exist_ok=True)
     session.log(f"pytest {' '.join(second)}: runs beside at nice {BESIDE_NICENESS}, its output in {log}")
