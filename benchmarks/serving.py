@@ -2,7 +2,7 @@
 
 Usage: python -m benchmarks.serving [--env bench] [--clients 16] [--warmup-s 5] [--duration-s 20]
        [--repetitions 2] [--raw-s 5] [--cold-starts 2] [--curve-clients 1,4,16,64] [--only SYSTEM,...] [--quick]
-       [--load-generator auto|wrk|aiohttp] [--out reports/bench] [--gpu] [--tune-fastapi]
+       [--load-generator auto|wrk|aiohttp] [--out reports/bench] [--gpu] [--tune-fastapi] [--http-stacks]
 
 On this machine, in one run:
 1. render time of 500 generated apps (benchmarks.render_scale);
@@ -31,7 +31,8 @@ Each measurement waits for a quiet machine first and records the CPU others used
 ratios and the goals on stdout, reports/bench/<timestamp>.json, its two plots and a line in
 reports/bench/history.csv. A smoke run (--quick, --only, or less than the full measurement) writes its report
 into reports/bench/smoke/ and no history line. `--gpu` runs the GPU comparison instead (benchmarks/gpu.py);
-`--tune-fastapi` measures settings of the hand-tuned service instead (benchmarks/tuning.py).
+`--tune-fastapi` measures settings of the hand-tuned service instead (benchmarks/tuning.py); `--http-stacks` the
+CPU a request costs FastAPI, the toolkit's FastAPI and a bare ASGI handler in-process (benchmarks/http_stacks.py).
 """
 
 from __future__ import annotations
@@ -56,7 +57,19 @@ from typing import Any
 
 import psutil
 
-from benchmarks import cold_start, generation, gpu, loadgen, peers, raw, render_scale, report, trivial_model, tuning
+from benchmarks import (
+    cold_start,
+    generation,
+    gpu,
+    http_stacks,
+    loadgen,
+    peers,
+    raw,
+    render_scale,
+    report,
+    trivial_model,
+    tuning,
+)
 from benchmarks.machine import CpuWindow, load_average, run_windowed, say, tree, wait_for_quiet
 from benchmarks.peer_config import BENTOML, TUNED_FASTAPI, ModelSettings
 from benchmarks.peers import free_port
@@ -682,12 +695,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("reports/bench"))
     parser.add_argument("--gpu", action="store_true", help="compare 4 x 0.25 GPU replicas with 1 x 1.0 instead")
     parser.add_argument("--tune-fastapi", action="store_true", help="sweep the hand-tuned service's settings instead")
+    parser.add_argument(
+        "--http-stacks", action="store_true", help="measure the HTTP stacks' CPU per request in-process instead"
+    )
     args = parser.parse_args(argv)
     # Stopped with SIGTERM, unwind like Ctrl-C, so that the servers, Ray and LocalStack this run started stop too.
     stop_on_signals()
     root = Path.cwd()
     if args.gpu:
         return gpu.main(root, args.out)
+    if args.http_stacks:
+        return http_stacks.main(args.out)
     measurement = {**FULL_RUN, **(QUICK if args.quick else {})}
     measurement.update({k: v for k in FULL_RUN if (v := getattr(args, k)) is not None})
     options = Options(
