@@ -93,27 +93,27 @@ def _scope(body: bytes) -> dict[str, Any]:
     }
 
 
-async def _call(app: ASGIApp, body: bytes) -> tuple[int, bytes]:
+async def answer(app: ASGIApp, body: bytes) -> tuple[int, bytes]:
     """The status and body `app` answers a POST /predict of `body` with."""
-    answer: dict[str, Any] = {"status": None, "body": b""}
+    answered: dict[str, Any] = {"status": None, "body": b""}
 
     async def receive() -> Message:
         return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: Message) -> None:
         if message["type"] == "http.response.start":
-            answer["status"] = message["status"]
+            answered["status"] = message["status"]
         elif message["type"] == "http.response.body":
-            answer["body"] += message.get("body", b"")
+            answered["body"] += message.get("body", b"")
 
     await app(_scope(body), receive, send)
-    return answer["status"], answer["body"]
+    return answered["status"], answered["body"]
 
 
 async def check(stacks: dict[str, ASGIApp], bodies: Sequence[bytes]) -> None:
     """Raise unless every stack answers every body 200 with the same JSON."""
     for body in bodies:
-        answers = {name: await _call(app, body) for name, app in stacks.items()}
+        answers = {name: await answer(app, body) for name, app in stacks.items()}
         parsed = {name: json.loads(content) for name, (status, content) in answers.items() if status == 200}
         if len(parsed) < len(stacks) or len({json.dumps(value, sort_keys=True) for value in parsed.values()}) != 1:
             shown = {name: (status, content[:200]) for name, (status, content) in answers.items()}
@@ -124,10 +124,10 @@ async def cpu_per_request_us(app: ASGIApp, bodies: Sequence[bytes], requests: in
     """Process CPU time per request, in microseconds, over `requests` calls cycling through `bodies`."""
     cycle = itertools.cycle(bodies)
     for _ in range(WARMUP_REQUESTS):
-        await _call(app, next(cycle))
+        await answer(app, next(cycle))
     started = time.process_time()
     for _ in range(requests):
-        await _call(app, next(cycle))
+        await answer(app, next(cycle))
     return (time.process_time() - started) / requests * 1e6
 
 

@@ -16,7 +16,7 @@ BODY = json.dumps({"text": "The striker scored twice.", "labels": ["sports", "co
 
 @pytest.mark.parametrize("name", sorted(http_stacks.STACKS))
 def test_each_stack_answers_the_labels_at_equal_scores(name: str) -> None:
-    status, content = asyncio.run(http_stacks._call(http_stacks.STACKS[name](), BODY))
+    status, content = asyncio.run(http_stacks.answer(http_stacks.STACKS[name](), BODY))
 
     assert status == 200
     assert json.loads(content) == {
@@ -29,7 +29,7 @@ def test_each_stack_answers_the_labels_at_equal_scores(name: str) -> None:
 def test_the_toolkit_stack_runs_the_served_apps_middlewares() -> None:
     # The toolkit's own body check answers a body that is not JSON (fastapi's own handler would say json_invalid too,
     # but without the byte offset in loc).
-    status, content = asyncio.run(http_stacks._call(http_stacks.toolkit_app(), b'{"text": "x", "labels": [}'))
+    status, content = asyncio.run(http_stacks.answer(http_stacks.toolkit_app(), b'{"text": "x", "labels": [}'))
 
     assert status == 422
     assert json.loads(content)["detail"][0]["loc"] == ["body", 25]
