@@ -28,6 +28,10 @@ NODE_TYPES_FILE = "clusters/node_types.yaml"
 BASE = "base"
 # Keys of a layer file that steer loading and are not part of the spec itself.
 LOADER_KEYS = ("extends",)
+# Bounds of one spec file, far above any real one (the deepest key path is about 6 levels; this repository's largest
+# file holds a few hundred values), far below what the recursive steps after loading survive.
+MAX_DEPTH = 64
+MAX_VALUES = 100_000
 
 
 class _UniqueKeyLoader(yaml.CSafeLoader):
@@ -50,9 +54,15 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 def read_yaml(path: Path, display: str) -> dict[str, Any]:
     """Parse one YAML file that must hold a mapping; raise SpecError naming the file and line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as error:
         raise SpecError([Problem(display, "", "an unreadable file", f"cannot read it ({error.strerror})")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line_number = raw.count(b"\n", 0, error.start) + 1
+        reason = f"line {line_number}: byte {error.start} is not UTF-8 ({error.reason})"
+        raise SpecError([Problem(display, "", "a file that is not UTF-8", reason, "save the file as UTF-8")]) from None
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
@@ -68,7 +78,28 @@ def read_yaml(path: Path, display: str) -> dict[str, Any]:
         raise SpecError(
             [Problem(display, "", type(data).__name__, "a spec file holds a mapping at top level", "start with `env:`")]
         )
+    _check_size(data, display)
     return data
+
+
+def _check_size(data: dict[str, Any], display: str) -> None:
+    """Refuse a document nested deeper than MAX_DEPTH or holding more than MAX_VALUES values once its aliases are
+    expanded: everything after loading walks the document recursively and as often as an alias repeats it, so such a
+    file would end in a RecursionError or never."""
+    values = 0
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        values += 1
+        if values > MAX_VALUES:
+            rule = f"a spec file holds at most {MAX_VALUES:,} values, YAML aliases counted as often as they repeat"
+            hint = "repeat less through anchors and aliases"
+            raise SpecError([Problem(display, "", "more values", rule, hint)])
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        if children and depth >= MAX_DEPTH:
+            rule = f"a spec file nests at most {MAX_DEPTH} levels of mappings and lists"
+            raise SpecError([Problem(display, "", "deeper nesting", rule, "flatten it")])
+        stack.extend((child, depth + 1) for child in children)
 
 
 def known_envs(root: Path) -> list[str]:
