@@ -40,5 +40,9 @@ class RenderError(ServingError):
     """A rendered manifest failed validation against its schema."""
 
 
+class OutputDirError(ServingError):
+    """The output directory is not one a render may replace: it holds the repository, or files of something else."""
+
+
 class StaleRenderError(ServingError):
     """rendered/ differs from what the spec renders to (render --check)."""

@@ -86,6 +86,31 @@ def test_failed_write_leaves_the_old_tree(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rendered"]
 
 
+@pytest.mark.parametrize("out", [".", "deployments", "hand-written"])
+def test_render_refuses_to_replace_a_directory_that_is_no_earlier_render(
+    repo: Path, out: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (repo / "hand-written").mkdir()
+    (repo / "hand-written/service.yaml").write_text("kind: Service\n")
+    before = read_tree(repo / out)
+    for command in (["render", "--out", out], ["render", "--out", out, "--check"]):
+        capsys.readouterr()
+        assert main(["--root", str(repo), *command]) == 1
+        err = capsys.readouterr().err
+        assert "none that a render writes" in err and "Traceback" not in err
+    assert read_tree(repo / out) == before
+
+
+def test_render_writes_into_a_new_or_empty_directory_and_over_a_stray_binary_file(repo: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    for out in (tmp_path / "new", tmp_path / "empty"):
+        assert main(["--root", str(repo), "render", "--out", str(out)]) == 0
+        assert (out / "argocd").is_dir()
+    (tmp_path / "new/dev/stray.bin").write_bytes(b"\xff\xfe")
+    assert main(["--root", str(repo), "render", "--out", str(tmp_path / "new")]) == 0
+    assert not (tmp_path / "new/dev/stray.bin").exists()
+
+
 def test_serve_config_v2_round_trips_through_ray_schema() -> None:
     files = render_fixture()
     service = yaml.safe_load(files["prod/ray.io.RayService-models.yaml"])
