@@ -11,6 +11,7 @@ started is stopped first).
 
 import argparse
 import sys
+import urllib.parse
 
 from loadtests.errors import LoadTestError
 from loadtests.run import REPORTS_DIR, LoadOptions, run_load_tests, table
@@ -39,8 +40,17 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _base_url(text: str) -> str:
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(text)
+    parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0-65535
+    return text
+
+
 _positive_int.__name__ = "positive integer"  # argparse names the type in its error message
 _positive_float.__name__ = "positive number"
+_base_url.__name__ = "URL (http://host:port)"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -54,7 +64,9 @@ def parser() -> argparse.ArgumentParser:
     )
     cli.add_argument("env", help="environment under deployments/")
     cli.add_argument("app", nargs="?", help="one app of the environment (default: all of them)")
-    cli.add_argument("--host", metavar="URL", help="test the Serve at URL (http://host:port) instead of a local one")
+    cli.add_argument(
+        "--host", type=_base_url, metavar="URL", help="test the Serve at URL (http://host:port) instead of a local one"
+    )
     cli.add_argument(
         "--users",
         type=_positive_int,

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import shlex
+import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -178,13 +179,35 @@ def dashboard_access(url: str) -> list[str]:
     ]
 
 
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise ValueError(text)
+    return value
+
+
+_port.__name__ = "port (1-65535)"  # argparse names the type in its error message
+
+
+def port_taken(port: int) -> str | None:
+    """Why LOCAL_HOST:`port` cannot be listened on (in use, not allowed), or None when it can."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As a server binds: a port whose last connections linger in TIME_WAIT is free to it.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((LOCAL_HOST, port))
+        except OSError as error:
+            return error.strerror or str(error)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start Ray with the dashboard, deploy the env's Serve config, print the URLs, stay up until Ctrl-C."""
     parser = argparse.ArgumentParser(prog="python -m localrun.serve", description=__doc__)
     parser.add_argument("env", help="environment name under deployments/")
     parser.add_argument("--root", default=".", help="repository root")
-    parser.add_argument("--port", type=int, default=8000, help="HTTP port of the Serve proxy")
-    parser.add_argument("--dashboard-port", type=int, default=8265)
+    parser.add_argument("--port", type=_port, default=8000, help="HTTP port of the Serve proxy")
+    parser.add_argument("--dashboard-port", type=_port, default=8265)
     parser.add_argument(
         "--ray-logs", action="store_true", help="print Ray's own log lines here too (always in its session's logs/)"
     )
@@ -198,6 +221,12 @@ def main(argv: list[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 1
     config = plan.serve_config()
+    # Checked before Ray starts: Serve would find out only once deployed, and the dashboard not at all.
+    for option, port in (("--port", args.port), ("--dashboard-port", args.dashboard_port)):
+        if (problem := port_taken(port)) is not None:
+            hint = f"pass {option} <free port>"
+            print(f"error: {LOCAL_HOST}:{port} cannot be listened on ({problem}). Hint: {hint}", file=sys.stderr)
+            return 1
 
     from localrun.stop import local_ray, stop_on_signals
     from serve_apps.common.prediction_log import DB_URL_ENV

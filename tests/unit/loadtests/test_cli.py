@@ -27,6 +27,8 @@ def test_an_unknown_app_names_the_apps_of_the_env(capsys: pytest.CaptureFixture[
         (["dev", "--duration", "ten"], "argument --duration: invalid positive integer value: 'ten'"),
         (["dev", "--spawn-rate", "-1"], "argument --spawn-rate: invalid positive number value: '-1'"),
         (["dev", "iris", "extra"], "unrecognized arguments: extra"),
+        (["dev", "--host", "127.0.0.1:8000"], "argument --host: invalid URL (http://host:port) value: '127.0.0.1"),
+        (["dev", "--host", "http://x:99999"], "argument --host: invalid URL (http://host:port) value: 'http://x:"),
     ],
 )
 def test_bad_arguments_exit_2_with_usage(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

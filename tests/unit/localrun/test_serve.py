@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 from pathlib import Path
 
 import pytest
 
-from localrun.serve import LOCAL_PREDICTION_LOG, apply_ray_env, dashboard_access, env_plan, prediction_log_url
+from localrun.serve import (
+    LOCAL_HOST,
+    LOCAL_PREDICTION_LOG,
+    apply_ray_env,
+    dashboard_access,
+    env_plan,
+    main,
+    prediction_log_url,
+)
 from render.plan import (
     PRELOAD_MODULES_ENV,
     REPLICA_IMPORTS,
@@ -95,3 +104,26 @@ def test_the_dashboard_hint_names_the_token_ray_uses(
 def test_the_dashboard_hint_without_token_auth(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     assert dashboard_access(URL) == [f"dashboard: {URL} (RAY_AUTH_MODE=disabled: no token)"]
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "http"])
+def test_a_port_out_of_range_exits_2_naming_the_option(port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["dev", "--root", str(REPO_ROOT), "--port", port])
+    assert exited.value.code == 2
+    assert f"argument --port: invalid port (1-65535) value: '{port}'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["--port", "--dashboard-port"])
+def test_a_port_in_use_is_refused_before_ray_starts(option: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import ray
+
+    with socket.socket() as taken:
+        taken.bind((LOCAL_HOST, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["dev", "--root", str(REPO_ROOT), option, str(port)]) == 1
+    out = capsys.readouterr()
+    assert f"{LOCAL_HOST}:{port} cannot be listened on" in out.err and f"pass {option}" in out.err
+    assert "starting Ray" not in out.out
+    assert not ray.is_initialized()
