@@ -152,8 +152,9 @@ class KubeRayTargetConfig(TargetConfigBase):
         return self
 
     def spec_errors(self, spec: Spec) -> Iterator[PydanticCustomError]:
-        """On eks: pods that fit their nodes' allocatable and select nodes by labels something sets; GCS fault
-        tolerance in prod."""
+        """Replicas that fit a worker node; on eks, pods that fit their nodes' allocatable and select nodes by
+        labels something sets; GCS fault tolerance in prod."""
+        yield from replica_fit_errors(spec)
         if self._nodes is not None:
             yield from node_errors(spec, self._nodes, self._node_types)
         password = None if self.gcs_fault_tolerance is None else self.gcs_fault_tolerance.redis_password
@@ -175,6 +176,36 @@ class KubeRayTargetConfig(TargetConfigBase):
                 hint="set env.target.gcs_fault_tolerance.redis_address (an external Redis, e.g. ElastiCache) and"
                 " redis_password",
                 related=("env.tier",),
+            )
+
+
+def replica_fit_errors(spec: Spec) -> Iterator[PydanticCustomError]:
+    """A replica no worker node can hold: Ray never places it, the deployment never leaves DEPLOYING and the
+    RayService never becomes ready, whatever the autoscaler does.
+
+    A worker's Ray resources are its container's limits: KubeRay starts Ray with `--num-cpus` and `--memory` taken
+    from them when rayStartParams do not say otherwise (ray-project/kuberay ray-operator/controllers/ray/common/
+    pod.go, generateRayStartCommand), and render sets those limits to the group's num_cpus and memory_gib with no
+    such rayStartParams. A GPU replica fits only GPU groups (their GPUs are checked by gpu_packing_fits); a CPU
+    replica may go to any group.
+    """
+    for i, app in enumerate(spec.apps):
+        for j, deployment in enumerate(app.deployments):
+            options = deployment.ray_actor_options
+            groups = [g for g in spec.worker_groups if g.num_gpus or not options.num_gpus]
+            memory = options.memory_gib or 0.0
+            if not groups or any(g.num_cpus >= options.num_cpus and g.memory_gib >= memory for g in groups):
+                continue  # no GPU group at all is gpu_needs_gpu_worker_group's to report
+            short = "num_cpus" if all(g.num_cpus < options.num_cpus for g in groups) else "memory_gib"
+            offered = "; ".join(f"{g.name}: {g.num_cpus:g} CPU / {g.memory_gib:g} GiB" for g in groups)
+            wanted = f"{options.num_cpus:g} CPU" + (f" / {memory:g} GiB" if memory else "")
+            yield rule_error(
+                "replica_fits_a_worker_node",
+                field=f"apps.{i}.deployments.{j}.ray_actor_options.{short}",
+                got=getattr(options, short),
+                rule=f"one replica of {deployment.name} needs {wanted} and no worker node"
+                f"{' with a GPU' if options.num_gpus else ''} offers that ({offered}), so Ray would never place it",
+                hint=f"lower ray_actor_options.{short}, or raise a worker group's {short} (its node_type must hold it)",
             )
 
 

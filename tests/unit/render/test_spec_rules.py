@@ -88,6 +88,46 @@ def test_gpu_needs_gpu_worker_group(repo: Path) -> None:
     )
 
 
+def test_a_replica_larger_than_every_worker_node_is_refused(repo: Path) -> None:
+    # dev's one worker group: 3 CPUs / 12 GiB a node.
+    edit(repo, DEV, lambda d: deployment(d, "echo").update(ray_actor_options={"num_cpus": 4}))
+    assert only_problem(repo, ["dev"]) == (
+        "deployments/dev/env.yaml: apps[echo].deployments[Echo].ray_actor_options.num_cpus: got 4.0; one replica of "
+        "Echo needs 4 CPU and no worker node offers that (cpu: 3 CPU / 12 GiB), so Ray would never place it. Hint: "
+        "lower ray_actor_options.num_cpus, or raise a worker group's num_cpus (its node_type must hold it)"
+    )
+    edit(repo, DEV, lambda d: deployment(d, "echo").update(ray_actor_options={"num_cpus": 3, "memory_gib": 16}))
+    assert "ray_actor_options.memory_gib: got 16.0; one replica of Echo needs 3 CPU / 16 GiB" in only_problem(
+        repo, ["dev"]
+    )
+    # As large as a node is still placeable.
+    edit(repo, DEV, lambda d: deployment(d, "echo").update(ray_actor_options={"num_cpus": 3, "memory_gib": 12}))
+    load_specs(repo, ["dev"])
+
+
+def test_a_gpu_replica_must_fit_a_gpu_node(repo: Path) -> None:
+    # prod: a CPU group with room for 25 GiB beside the 24 GiB GPU group; a GPU replica goes to the latter only.
+    def shapes(d: dict[str, Any]) -> None:
+        d["worker_groups"].append(
+            {
+                "name": "big-cpu",
+                "node_type": "m6i.2xlarge",
+                "min_replicas": 0,
+                "max_replicas": 1,
+                "num_cpus": 6,
+                "memory_gib": 26,
+            }
+        )
+        deployment(d, "echo").update(ray_actor_options={"num_gpus": 0.25, "memory_gib": 25})
+
+    edit(repo, PROD, shapes)
+    message = only_problem(repo, ["prod"])
+    assert "ray_actor_options.memory_gib: got 25.0; one replica of Echo needs 1 CPU / 25 GiB and no worker node " in (
+        message
+    )
+    assert "with a GPU offers that (gpu: 6 CPU / 24 GiB)" in message
+
+
 def test_gpu_packing_fits(repo: Path) -> None:
     # prod: one L4 node at most; 4 replicas x 0.25 fill it; a fifth does not fit.
     edit(repo, PROD, lambda d: deployment(d, "echo").update(autoscaling_config={"max_replicas": 5}))
