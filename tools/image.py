@@ -35,6 +35,11 @@ SIZE_BUDGET_BYTES = 2_380_000_000
 SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 _PIN = re.compile(r"^([A-Za-z0-9_.-]+)==(\S+)")
 _PUSHED_DIGEST = re.compile(r"^\S+: digest: (sha256:[0-9a-f]{64}) size: \d+$", re.MULTILINE)
+# A repository name without tag or digest, as Docker parses references (distribution/reference regexp.go): an
+# optional registry host[:port], then lowercase path components.
+_HOST = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REPOSITORY = re.compile(rf"^(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*$")
 
 
 class ImageError(Exception):
@@ -221,8 +226,22 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--push", metavar="REGISTRY", help="then tag as REGISTRY:<commit>, push, print the digest")
     parser.add_argument("--set-image", metavar="ENV", help="then write the pushed digest into ENV's spec and render")
     args = parser.parse_args(argv)
+    # Checked before the build, which takes minutes: these would fail only after it.
     if args.set_image and not args.push:
         parser.error("--set-image needs --push: it writes the digest of the image pushed")
+    if args.push and not _REPOSITORY.match(args.push):
+        parser.error(
+            f"--push {args.push!r} is not a repository name: [host[:port]/]lowercase/path, no tag (the commit is the"
+            " tag), e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com/serving"
+        )
+    # As render.spec.load.known_envs finds them (this tool runs without the project installed).
+    envs = sorted(
+        d.name
+        for d in (REPO_ROOT / "deployments").iterdir()
+        if d.is_dir() and d.name != "base" and any([*d.glob("*.yaml"), *d.glob("*.yml")])
+    )
+    if args.set_image and args.set_image not in envs:
+        parser.error(f"--set-image {args.set_image!r} is no environment; known: {', '.join(envs)}")
     try:
         print(f"Docker engine {engine_version()}")
         base = args.base

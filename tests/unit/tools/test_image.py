@@ -98,3 +98,33 @@ def test_the_local_wheel_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     wheel.touch()
     monkeypatch.setattr(image, "find_links", lambda: [tmp_path])
     assert local_wheels(lock) == [wheel]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--push", "acme/Serving"], "--push 'acme/Serving' is not a repository name"),
+        (["--push", "registry.example.com/serving:1.0"], "is not a repository name"),
+        (["--push", "registry.example.com/serving", "--set-image", "nope"], "--set-image 'nope' is no environment"),
+        (["--push", "registry.example.com/serving", "--set-image", "base"], "--set-image 'base' is no environment"),
+    ],
+)
+def test_push_arguments_are_refused_before_the_build(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_engine() -> str:
+        raise AssertionError("the engine was asked before the arguments were checked")
+
+    monkeypatch.setattr(image, "engine_version", no_engine)
+    with pytest.raises(SystemExit) as exited:
+        image.main(argv)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "repository",
+    ["serving", "localhost:5000/serving", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/serving", "ghcr.io/a_b/c-d"],
+)
+def test_repository_names_docker_takes_pass(repository: str) -> None:
+    assert image._REPOSITORY.match(repository)
