@@ -14,6 +14,7 @@ from render.errors import RenderError
 from render.manifests import dump, file_name
 from render.plan import EnvPlan, plan_env
 from render.spec.load import load_clusters, load_specs
+from render.spec.models import ARGOCD_DIR
 from render.targets import BUILDERS, aws_iam
 from render.targets.base import NativeBody, TargetOutput
 from render.validate.aws import request_problems
@@ -22,7 +23,6 @@ from render.validate.crd import CrdIndex, validate
 from render.validate.knative import knative_service_problems
 from render.validate.serve import serve_config_problems
 
-ARGOCD_DIR = "argocd"
 # How each native body is validated: by its API service ("ecs"), else by its full name ("run.v2.Service").
 _NATIVE_VALIDATORS: dict[str, Callable[[NativeBody], list[str]]] = {
     "ecs": lambda b: request_problems("ecs", b.api.split(".", 1)[1], b.body),

@@ -19,8 +19,7 @@ from render.review.cost import PriceBook, Pricing, env_cost, signed_usd, templat
 from render.review.impact import NOT_DEPLOYED, Impact, classify
 from render.review.resources import applied_manifests, is_applied, load_manifest
 from render.review.snapshot import Snapshot
-
-ARGOCD_DIR = "argocd"
+from render.spec.models import ARGOCD_DIR
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,11 @@ class ServeOptions(StrictModel):
 ALB_IDLE_TIMEOUT_S = 60
 
 
+# rendered/ holds a directory per environment beside this one, the Argo CD wiring the app of apps syncs into Argo
+# CD's namespace: an environment of that name would mix its objects into it.
+ARGOCD_DIR = "argocd"
+
+
 class EnvSettings(StrictModel):
     """Who and where: the environment's identity, target and delivery settings."""
 
@@ -156,6 +161,19 @@ class EnvSettings(StrictModel):
     serve: Annotated[
         ServeOptions, Field(default_factory=ServeOptions, description="HTTP options of Ray Serve for all apps.")
     ]
+
+    @field_validator("name")
+    @classmethod
+    def name_is_not_reserved(cls, name: str) -> str:
+        if name == ARGOCD_DIR:
+            raise rule_error(
+                "env_name_is_not_reserved",
+                field="",
+                got=name,
+                rule=f"rendered/{ARGOCD_DIR}/ holds the Argo CD wiring, so no environment may be called {ARGOCD_DIR}",
+                hint="rename the environment's directory under deployments/",
+            )
+        return name
 
     @model_validator(mode="after")
     def keep_alive_outlasts_load_balancer(self) -> EnvSettings:

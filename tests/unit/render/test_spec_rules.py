@@ -515,3 +515,12 @@ def test_ttft_p95_ms_le_p95_ms(repo: Path) -> None:
         " token cannot come after the whole answer. Hint: lower ttft_p95_ms, or raise p95_ms (the latency of the"
         " whole answer, a stream included)"
     )
+
+
+def test_no_environment_may_take_the_argocd_directory(repo: Path) -> None:
+    (repo / "deployments/argocd").mkdir()
+    (repo / "deployments/argocd/env.yaml").write_text((repo / DEV).read_text())
+    assert only_problem(repo, ["argocd"]) == (
+        "deployments/argocd/env.yaml: env.name: got 'argocd'; rendered/argocd/ holds the Argo CD wiring, so no "
+        "environment may be called argocd. Hint: rename the environment's directory under deployments/"
+    )
