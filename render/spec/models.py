@@ -493,6 +493,14 @@ class Deployment(StrictModel):
         assert self.num_replicas is not None
         return self.num_replicas
 
+    @property
+    def min_replicas(self) -> int:
+        """Replicas Serve starts on deploy and keeps at least."""
+        if self.autoscaling_config is not None:
+            return self.autoscaling_config.min_replicas
+        assert self.num_replicas is not None
+        return self.num_replicas
+
 
 class App(StrictModel):
     """A Ray Serve application: code, model, args, SLOs and its deployments."""

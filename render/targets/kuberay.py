@@ -155,6 +155,7 @@ class KubeRayTargetConfig(TargetConfigBase):
         """Replicas that fit a worker node; on eks, pods that fit their nodes' allocatable and select nodes by
         labels something sets; GCS fault tolerance in prod."""
         yield from replica_fit_errors(spec)
+        yield from capacity_errors(spec)
         if self._nodes is not None:
             yield from node_errors(spec, self._nodes, self._node_types)
         password = None if self.gcs_fault_tolerance is None else self.gcs_fault_tolerance.redis_password
@@ -207,6 +208,40 @@ def replica_fit_errors(spec: Spec) -> Iterator[PydanticCustomError]:
                 f"{' with a GPU' if options.num_gpus else ''} offers that ({offered}), so Ray would never place it",
                 hint=f"lower ray_actor_options.{short}, or raise a worker group's {short} (its node_type must hold it)",
             )
+
+
+def capacity_errors(spec: Spec) -> Iterator[PydanticCustomError]:
+    """Minimum replicas that need more CPUs or memory than every worker group at its max_replicas offers: some of
+    them never start, so their deployments never leave DEPLOYING and the RayService never becomes ready. Summed,
+    not packed: a necessary condition, so that this never refuses a spec Ray could place (resources as
+    replica_fit_errors says; the head runs no replicas, `num-cpus: "0"`)."""
+    minimum = [(d, d.min_replicas) for a in spec.apps for d in a.deployments]
+    # Whichever file last set a replica count or a group's size is the one to blame.
+    related = tuple(
+        f"apps.{i}.deployments.{j}.{'autoscaling_config.min_replicas' if d.autoscaling_config else 'num_replicas'}"
+        for i, a in enumerate(spec.apps)
+        for j, d in enumerate(a.deployments)
+    ) + tuple(f"worker_groups.{k}.max_replicas" for k in range(len(spec.worker_groups)))
+    for resource, unit, per_replica, per_node in (
+        ("num_cpus", "CPU", lambda d: d.ray_actor_options.num_cpus, lambda g: g.num_cpus),
+        ("memory_gib", "GiB", lambda d: d.ray_actor_options.memory_gib or 0.0, lambda g: g.memory_gib),
+    ):
+        needed = sum(count * per_replica(d) for d, count in minimum)
+        offered = sum(g.max_replicas * per_node(g) for g in spec.worker_groups)
+        if needed <= offered + 1e-9:
+            continue
+        groups = ", ".join(f"{g.name} {g.max_replicas} x {per_node(g):g}" for g in spec.worker_groups)
+        yield rule_error(
+            "min_replicas_fit_the_workers",
+            field="worker_groups",
+            got=f"{offered:g} {unit} at max_replicas ({groups})",
+            rule=f"the deployments' minimum replicas need {needed:g} {unit} ({resource} x min_replicas or"
+            " num_replicas), more than the workers can ever offer, so some never start and the RayService never"
+            " becomes ready",
+            hint=f"raise a worker group's max_replicas or {'num_cpus' if unit == 'CPU' else 'memory_gib'}, or"
+            f" lower the replicas' {resource} or their min_replicas / num_replicas",
+            related=related,
+        )
 
 
 def secret_object_name(env_var: str) -> str:

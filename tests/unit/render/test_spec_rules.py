@@ -105,6 +105,24 @@ def test_a_replica_larger_than_every_worker_node_is_refused(repo: Path) -> None:
     load_specs(repo, ["dev"])
 
 
+def test_minimum_replicas_beyond_the_workers_at_max_size_are_refused(repo: Path) -> None:
+    # dev's workers: at most 3 nodes of 3 CPUs / 12 GiB.
+    edit(repo, DEV, lambda d: deployment(d, "echo").update(autoscaling_config={"min_replicas": 10, "max_replicas": 10}))
+    message = only_problem(repo, ["dev"])
+    assert message.startswith(
+        "deployments/dev/env.yaml: worker_groups: got '9 CPU at max_replicas (cpu 3 x 3)'; the deployments' minimum "
+        "replicas need 1"
+    )
+    assert "so some never start and the RayService never becomes ready" in message
+    # Enough nodes at max size: the autoscaler can start them.
+    edit(repo, DEV, lambda d: d.setdefault("worker_groups", []).append({"name": "cpu", "max_replicas": 4}))
+    load_specs(repo, ["dev"])
+    edit(repo, DEV, lambda d: deployment(d, "echo").update(ray_actor_options={"num_cpus": 0.5, "memory_gib": 5}))
+    assert "got '48 GiB at max_replicas (cpu 4 x 12)'; the deployments' minimum replicas need 50 GiB" in (
+        only_problem(repo, ["dev"])
+    )
+
+
 def test_a_gpu_replica_must_fit_a_gpu_node(repo: Path) -> None:
     # prod: a CPU group with room for 25 GiB beside the 24 GiB GPU group; a GPU replica goes to the latter only.
     def shapes(d: dict[str, Any]) -> None:
