@@ -29,6 +29,23 @@ def app_args_type(import_path: str) -> type[BaseModel]:
     return args_type
 
 
+def deployment_names(import_path: str, args: BaseModel, app_name: str) -> list[str] | None:
+    """The names of the deployments the builder at `import_path` makes from `args`, as Ray's controller builds the
+    app before applying the config's per-deployment options (ray-project/ray python/ray/serve/_private/
+    application_state.py: the builder is called, `build_app` names the deployments, and an option for a name not
+    among them fails the deploy with "Deployment '<name>' does not exist"). None when the builder raises here: it
+    may need what only the cluster has, and the check is then left to Ray."""
+    from ray.serve._private.build_app import build_app  # the controller's own naming, suffixes for reused classes
+
+    module_name, attribute = import_path.split(":")
+    builder = getattr(importlib.import_module(module_name), attribute)
+    try:
+        built = build_app(builder(args), name=app_name)
+    except Exception:  # any failure of user code means: not checkable at render time
+        return None
+    return [deployment.name for deployment in built.deployments]
+
+
 def streams_tokens(args_type: type[BaseModel]) -> bool:
     """Whether the app whose Args model is `args_type` streams generated tokens."""
     return getattr(args_type, STREAMS_TOKENS, False) is True

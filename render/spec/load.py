@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from render.errors import Problem, SpecError
-from render.spec.builders import app_args_type
+from render.spec.builders import app_args_type, deployment_names
 from render.spec.clusters import Cluster, Clusters
 from render.spec.models import App, Spec
 from render.spec.nodes import NodeType, NodeTypes
@@ -410,7 +410,7 @@ def _args_problems(
     if app.model is not None:
         payload["model"] = app.model.model_dump()
     try:
-        args_type.model_validate(payload)
+        args = args_type.model_validate(payload)
     except ValidationError as error:
         app_data = merged["apps"][index]
         return [
@@ -424,7 +424,20 @@ def _args_problems(
             )
             for e in error.errors()
         ]
-    return []
+    built = deployment_names(app.import_path, args, app.name)
+    if built is None:
+        return []
+    return [
+        Problem(
+            files[provenance.layer_of(f"{path}.deployments[{deployment.name}]") or 0],
+            f"{path}.deployments[{deployment.name}].name",
+            repr(deployment.name),
+            f"{app.import_path} builds no deployment of that name, and Ray refuses options for one it does not build",
+            f"use one of: {', '.join(built)}" if built else "the builder builds no deployment",
+        )
+        for deployment in app.deployments
+        if deployment.name not in built
+    ]
 
 
 _GENERIC_HINTS = {

@@ -19,6 +19,26 @@ from serve_apps.common.artifact import ModelArtifact
 
 IMAGE_DIGEST_PATTERN = re.compile(r"@sha256:[0-9a-f]{64}$")
 STATIC_AWS_KEY_VARS = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"})
+# Variables a secret may not be injected as, each with what it would break. Ray reads RAY_* variables as settings
+# and KubeRay sets RAY_* and KUBERAY_* ones in every Ray container (ray-project/kuberay ray-operator/controllers/
+# ray/common/pod.go, setContainerEnvVars); the toolkit's own are render/plan.py's and single_node.py's; the identity
+# ones come from the EKS Pod Identity webhook (IRSA) or, on Cloud Run, from render (serve_apps/common/web_identity.py).
+RESERVED_ENV_PREFIXES = {
+    "RAY_": "Ray reads RAY_* variables as its own settings",
+    "KUBERAY_": "KubeRay sets KUBERAY_* variables in every Ray container",
+}
+RESERVED_ENV_VARS = {
+    **dict.fromkeys(
+        ("PATH", "HOME", "HOSTNAME", "PYTHONPATH", "PYTHONHOME", "LD_LIBRARY_PATH", "LD_PRELOAD"),
+        "the container's processes need their own",
+    ),
+    **dict.fromkeys(("FQ_RAY_IP", "REDIS_PASSWORD"), "KubeRay sets it in every Ray container"),
+    **dict.fromkeys(("MAX_REQUEST_BODY_BYTES", "SERVE_CONFIG"), "the toolkit sets it in the containers it renders"),
+    **dict.fromkeys(
+        ("AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_SESSION_NAME", "GOOGLE_ID_TOKEN_AUDIENCE"),
+        "the workload's cloud identity sets it (IRSA on EKS, render on Cloud Run)",
+    ),
+}
 
 
 Secrets = Annotated[
@@ -604,6 +624,28 @@ class Spec(StrictModel):
                             got=ref.model_dump(exclude_none=True),
                             rule=f"a {self.env.target.kind} target reads secrets from {store}",
                             hint=f"reference the secret with {store}",
+                        )
+                    )
+        return self
+
+    @model_validator(mode="after")
+    def secret_names_are_free(self) -> Spec:
+        scopes = [("env.secrets", self.env.secrets)] + [
+            (f"apps.{i}.secrets", a.secrets) for i, a in enumerate(self.apps)
+        ]
+        for scope, secrets in scopes:
+            for var in sorted(secrets):
+                why = RESERVED_ENV_VARS.get(var) or next(
+                    (reason for prefix, reason in RESERVED_ENV_PREFIXES.items() if var.startswith(prefix)), None
+                )
+                if why is not None:
+                    self._broken.append(
+                        rule_error(
+                            "secret_names_are_free",
+                            field=f"{scope}.{var}",
+                            got=secrets[var].model_dump(exclude_none=True),
+                            rule=f"a secret cannot be injected as {var}: {why}",
+                            hint="give the secret another variable name, and read that one in the app",
                         )
                     )
         return self

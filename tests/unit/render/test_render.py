@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -23,9 +24,10 @@ from render.plan import (
     haproxy_threads,
 )
 from render.spec.base import K8S_NAME_PATTERN
+from render.spec.models import RESERVED_ENV_PREFIXES, RESERVED_ENV_VARS
 from render.validate.serve import serve_config_problems
 from render.write import read_tree, write_tree
-from tests.golden_tree import FIXTURE_REPO, GOLDEN_DIR, differences, render_fixture
+from tests.golden_tree import FIXTURE_REPO, GOLDEN_DIR, GOLDEN_TREES, differences, render_fixture
 from tests.unit.render.conftest import deployment, edit, not_validated_notes
 
 CRDS = Path(__file__).parents[3].parent / "shared" / "crds"
@@ -387,3 +389,38 @@ def test_a_clean_render_of_the_shipped_repo_prints_no_warning(
 @pytest.mark.parametrize(("cpus", "threads"), [(0.5, 1), (1, 1), (2, 1), (3, 1), (4, 2), (7.5, 3), (8, 4), (64, 4)])
 def test_haproxy_gets_one_thread_per_two_cpus_up_to_rays_four(cpus: float, threads: int) -> None:
     assert haproxy_threads(cpus) == threads
+
+
+def _plain_env_names(node: Any) -> set[str]:
+    """Names of the variables with a literal value (not a secret) in every container env list under `node`."""
+    names: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("env", "environment") and isinstance(value, list):
+                names |= {e["name"] for e in value if isinstance(e, dict) and "name" in e and "value" in e}
+            names |= _plain_env_names(value)
+    elif isinstance(node, list):
+        for item in node:
+            names |= _plain_env_names(item)
+    return names
+
+
+def test_every_variable_render_sets_is_one_no_secret_may_take() -> None:
+    # secret_names_are_free keeps secrets off the variables render sets itself; a new one must join its list.
+    trees = [Path(__file__).parents[3] / "rendered", *GOLDEN_TREES.values()]
+    found: set[str] = set()
+    for tree in trees:
+        for path in tree.rglob("*"):
+            if path.suffix == ".json":
+                found |= _plain_env_names(json.loads(path.read_text()))
+            elif path.suffix == ".yaml":
+                found |= {name for doc in yaml.safe_load_all(path.read_text()) for name in _plain_env_names(doc)}
+    assert "MAX_REQUEST_BODY_BYTES" in found
+    assert (
+        sorted(
+            name
+            for name in found
+            if name not in RESERVED_ENV_VARS and not name.startswith(tuple(RESERVED_ENV_PREFIXES))
+        )
+        == []
+    )

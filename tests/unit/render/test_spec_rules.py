@@ -287,6 +287,24 @@ def test_secrets_match_target_store(repo: Path) -> None:
     )
 
 
+def test_a_secret_cannot_take_a_variable_ray_kuberay_the_process_or_the_toolkit_own(repo: Path) -> None:
+    def reserved(d: dict[str, Any]) -> None:
+        d["env"]["secrets"].update(PATH={"aws_secrets_manager": "p"}, RAY_ADDRESS={"aws_secrets_manager": "r"})
+        app(d, "echo").update(secrets={"MAX_REQUEST_BODY_BYTES": {"aws_secrets_manager": "m"}})
+
+    edit(repo, PROD, reserved)
+    assert [p.split("; got")[0].split(": got")[0] + " | " + p.split("; ")[1] for p in problems(repo, ["prod"])] == [
+        "deployments/prod/env.yaml: apps[echo].secrets.MAX_REQUEST_BODY_BYTES | a secret cannot be injected as "
+        "MAX_REQUEST_BODY_BYTES: the toolkit sets it in the containers it renders. Hint: give the secret another "
+        "variable name, and read that one in the app",
+        "deployments/prod/env.yaml: env.secrets.PATH | a secret cannot be injected as PATH: the container's processes "
+        "need their own. Hint: give the secret another variable name, and read that one in the app",
+        "deployments/prod/env.yaml: env.secrets.RAY_ADDRESS | a secret cannot be injected as RAY_ADDRESS: Ray reads "
+        "RAY_* variables as its own settings. Hint: give the secret another variable name, and read that one in the "
+        "app",
+    ]
+
+
 def test_secrets_agree_across_apps(repo: Path) -> None:
     edit(repo, PROD, lambda d: app(d, "echo").update(secrets={"PREDICTION_DB_URL": {"aws_secrets_manager": "other"}}))
     assert (
@@ -376,7 +394,7 @@ def not_run(repo: Path, envs: list[str] | None = None) -> tuple[str, ...]:
 
 
 RULES = (
-    "secrets_match_target_store, secrets_agree_across_apps, no_static_aws_keys_outside_dev,"
+    "secrets_match_target_store, secret_names_are_free, secrets_agree_across_apps, no_static_aws_keys_outside_dev,"
     " ttft_slo_needs_streaming_app, gpu_needs_gpu_worker_group, gpu_packing_fits, target_accepts_spec"
 )
 
@@ -513,8 +531,10 @@ def test_an_app_that_streams_tokens_may_declare_a_ttft_slo(repo: Path) -> None:
         two = app(data, "echo-two")
         two.update(import_path="tests.fixtures.stream_app:app_builder", args={"words": 2})
         two["slo"]["ttft_p95_ms"] = 40
+        two["deployments"][0]["name"] = "Stream"
 
     edit(repo, BASE_APPS, stream)
+    edit(repo, PROD, lambda d: deployment(d, "echo-two").update(name="Stream"))
     assert [a.slo.ttft_p95_ms for a in load_specs(repo)["prod"].apps] == [None, 40]
 
 
@@ -542,3 +562,12 @@ def test_no_environment_may_take_the_argocd_directory(repo: Path) -> None:
         "deployments/argocd/env.yaml: env.name: got 'argocd'; rendered/argocd/ holds the Argo CD wiring, so no "
         "environment may be called argocd. Hint: rename the environment's directory under deployments/"
     )
+
+
+def test_a_deployment_the_builder_does_not_build_is_named_with_those_it_does(repo: Path) -> None:
+    # Ray's controller fails such a deploy ("Deployment 'Ecko' does not exist"); render says so first.
+    edit(repo, DEV, lambda d: deployment(d, "echo", "Ecko").update(num_replicas=2))
+    assert problems(repo, ["dev"]) == [
+        "deployments/dev/env.yaml: apps[echo].deployments[Ecko].name: got 'Ecko'; tests.fixtures.echo_app:app_builder "
+        "builds no deployment of that name, and Ray refuses options for one it does not build. Hint: use one of: Echo"
+    ]
