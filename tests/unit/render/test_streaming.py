@@ -75,6 +75,7 @@ def test_an_environment_without_a_streaming_app_has_no_streaming_section(streami
     def echo_instead(data: dict[str, Any]) -> None:
         writer = data["apps"][0]
         writer.update(import_path="tests.fixtures.echo_app:app_builder", args={})
+        writer["deployments"][0]["name"] = "Echo"
         del writer["slo"]["ttft_p95_ms"]
 
     edit(streaming_repo, "deployments/base/apps.yaml", echo_instead)
