@@ -41,7 +41,7 @@ class RenderError(ServingError):
 
 
 class OutputDirError(ServingError):
-    """The output directory is not one a render may replace: it holds the repository, or files of something else."""
+    """The output directory is not one a render may replace: it holds files, and none that a render writes."""
 
 
 class StaleRenderError(ServingError):
