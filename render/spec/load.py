@@ -424,7 +424,7 @@ def _args_problems(
             )
             for e in error.errors()
         ]
-    built = deployment_names(app.import_path, args, app.name)
+    built = deployment_names(app.import_path, args)
     if built is None:
         return []
     return [
