@@ -234,14 +234,15 @@ def main(argv: list[str]) -> int:
             f"--push {args.push!r} is not a repository name: [host[:port]/]lowercase/path, no tag (the commit is the"
             " tag), e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com/serving"
         )
-    # As render.spec.load.known_envs finds them (this tool runs without the project installed).
-    envs = sorted(
-        d.name
-        for d in (REPO_ROOT / "deployments").iterdir()
-        if d.is_dir() and d.name != "base" and any([*d.glob("*.yaml"), *d.glob("*.yml")])
-    )
-    if args.set_image and args.set_image not in envs:
-        parser.error(f"--set-image {args.set_image!r} is no environment; known: {', '.join(envs)}")
+    if args.set_image:
+        # As render.spec.load.known_envs finds them (this tool runs without the project installed).
+        envs = sorted(
+            d.name
+            for d in (REPO_ROOT / "deployments").iterdir()
+            if d.is_dir() and d.name != "base" and any([*d.glob("*.yaml"), *d.glob("*.yml")])
+        )
+        if args.set_image not in envs:
+            parser.error(f"--set-image {args.set_image!r} is no environment; known: {', '.join(envs)}")
     try:
         print(f"Docker engine {engine_version()}")
         base = args.base

@@ -238,7 +238,7 @@ def capacity_errors(spec: Spec) -> Iterator[PydanticCustomError]:
             rule=f"the deployments' minimum replicas need {needed:g} {unit} ({resource} x min_replicas or"
             " num_replicas), more than the workers can ever offer, so some never start and the RayService never"
             " becomes ready",
-            hint=f"raise a worker group's max_replicas or {'num_cpus' if unit == 'CPU' else 'memory_gib'}, or"
+            hint=f"raise a worker group's max_replicas or {resource}, or"
             f" lower the replicas' {resource} or their min_replicas / num_replicas",
             related=related,
         )
