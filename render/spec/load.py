@@ -273,7 +273,7 @@ def load_specs(root: Path, names: list[str] | None = None) -> dict[str, Spec]:
 
 def _load_one(root: Path, env: str, context: dict[str, Any]) -> Spec:
     layers = _layers(root, env)
-    provenance = Provenance()
+    provenance = Provenance(shared_layers=sum(layer.env == BASE for layer in layers))
     merged: dict[str, Any] = {}
     for index, layer in enumerate(layers):
         body = {k: v for k, v in layer.data.items() if k not in LOADER_KEYS}
@@ -487,11 +487,12 @@ def _problem(
     for related in ctx.get("related", ()):
         related_loc = list(error["loc"]) + [int(s) if s.isdigit() else s for s in related.split(".")]
         candidates.append(_named_path(related_loc, data, base_path))
-    layers = [layer for c in candidates if (layer := provenance.layer_of(c)) is not None]
+    kind = error["type"]
+    layer_of = provenance.layer_missing if kind == "missing" else provenance.layer_of
+    layers = [layer for c in candidates if (layer := layer_of(c)) is not None]
     file = files[max(layers)] if layers else files[-1]
     if "hint" in ctx:
         return Problem(file, path, ctx["got"], ctx["rule"], ctx["hint"])
-    kind = error["type"]
     if kind == "missing":
         got = "nothing"
     elif kind == "extra_forbidden":

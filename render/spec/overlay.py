@@ -22,8 +22,9 @@ def _named_list(value: Any) -> bool:
 class Provenance:
     """Key path (`apps[zero-shot].deployments[Classifier].num_replicas`) → index of the layer that set it."""
 
-    def __init__(self) -> None:
+    def __init__(self, shared_layers: int = 0) -> None:
         self._layer_of: dict[str, int] = {}
+        self._shared_layers = shared_layers  # layers 0 .. shared_layers - 1 are base's files, which every env shares
 
     def record(self, value: Any, path: str, layer: int) -> None:
         """Attribute `value` and everything below it to `layer`."""
@@ -48,6 +49,28 @@ class Provenance:
             if not path:
                 return None
             path = parent(path)
+
+    def layer_missing(self, path: str) -> int | None:
+        """The layer a required key missing at `path` belongs in.
+
+        A named or numbered list item (`apps[iris]`) is declared in one file, which the item's keys belong to. A
+        mapping (`env`, `env.target`) is written by every layer that states it, and a key missing there belongs to
+        the first environment that states it, which the environments extending it inherit from: `env.tier` missing
+        in dev (and in bench, which extends dev) is dev's to add, not base's; base's only when no environment writes
+        into that mapping.
+        """
+        owner = parent(path)
+        if not owner or owner.endswith("]"):
+            return self.layer_of(path)
+        writers = {
+            layer
+            for recorded, layer in self._layer_of.items()
+            if recorded == owner or recorded.startswith((f"{owner}.", f"{owner}["))
+        }
+        environments = [layer for layer in writers if layer >= self._shared_layers]
+        if environments:
+            return min(environments)
+        return max(writers) if writers else self.layer_of(path)
 
 
 @dataclass(frozen=True)

@@ -374,6 +374,29 @@ def test_missing_required_key(repo: Path) -> None:
     )
 
 
+def test_key_missing_from_an_environments_env_section_is_blamed_on_that_environment(repo: Path) -> None:
+    # base states env: too (ray_version, gitops), but an environment's tier is not base's to add.
+    edit(repo, PROD, lambda d: d["env"].pop("tier"))
+    assert only_problem(repo, ["prod"]) == (
+        "deployments/prod/env.yaml: env.tier: got nothing; field required. Hint: add this key"
+    )
+
+
+def test_key_missing_in_an_environment_is_blamed_once_on_it_not_on_those_extending_it(repo: Path) -> None:
+    edit(repo, PROD, lambda d: d["env"].pop("tier"))
+    edit(repo, "deployments/prod-us/env.yaml", lambda d: d.update(extends="prod", env={"serve": {"access_log": False}}))
+    assert set(problems(repo, ["prod", "prod-us"])) == {
+        "deployments/prod/env.yaml: env.tier: got nothing; field required. Hint: add this key"
+    }
+
+
+def test_key_missing_from_a_section_only_base_states_is_blamed_on_base(repo: Path) -> None:
+    edit(repo, BASE_ENV, lambda d: d["env"]["gitops"].pop("repo_url"))
+    assert set(problems(repo, ["dev", "prod"])) == {
+        "deployments/base/env.yaml: env.gitops.repo_url: got nothing; field required. Hint: add this key"
+    }
+
+
 def test_every_problem_is_reported_at_once(repo: Path) -> None:
     def break_two(d: dict[str, Any]) -> None:
         deployment(d, "echo").update(max_ongoing_requests=4)
