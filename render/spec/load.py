@@ -279,7 +279,16 @@ def _load_one(root: Path, env: str, context: dict[str, Any]) -> Spec:
         body = {k: v for k, v in layer.data.items() if k not in LOADER_KEYS}
         merged = merge(merged, body, "", provenance, index)
     files = [layer.file for layer in layers]
-    problems: list[Problem] = []
+    problems = [
+        Problem(
+            files[layer],
+            path,
+            f"{name!r} twice",
+            "an item of a list that merges by name is stated once per file; the second merged into the first",
+            "make the two items one, or rename one",
+        )
+        for path, name, layer in dict.fromkeys(provenance.repeated)
+    ]
     env_section = merged.get("env")
     if isinstance(env_section, dict):
         stated = env_section.get("name", env)

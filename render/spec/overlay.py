@@ -11,12 +11,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-def _named_list(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and bool(value)
-        and all(isinstance(item, dict) and isinstance(item.get("name"), str) for item in value)
-    )
+def _name(item: Any) -> str | None:
+    name = item.get("name") if isinstance(item, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _segment(item: Any, index: int) -> str:
+    """An item's key-path segment: `[name]` for a mapping with a name, else `[index]` (as load._named_path)."""
+    name = _name(item)
+    return f"[{name}]" if name is not None else f"[{index}]"
+
+
+def _merges_by_name(base: Any, overlay: Any) -> bool:
+    """Whether `overlay` merges into `base` item by item: both are lists of mappings and some item has a name.
+
+    A mapping without a name is kept as an item of its own, for the spec's rules to refuse where it was written:
+    replacing the whole list instead would have dropped every inherited item.
+    """
+    lists = (base, overlay)
+    return all(
+        isinstance(value, list) and value and all(isinstance(item, dict) for item in value) for value in lists
+    ) and any(_name(item) is not None for value in lists for item in value)
 
 
 class Provenance:
@@ -25,6 +40,9 @@ class Provenance:
     def __init__(self, shared_layers: int = 0) -> None:
         self._layer_of: dict[str, int] = {}
         self._shared_layers = shared_layers  # layers 0 .. shared_layers - 1 are base's files, which every env shares
+        # Items one layer names twice in a list merged by name, as (key path, name, layer): the second merges into
+        # the first, which is a mistake to report, not to resolve unseen.
+        self.repeated: list[tuple[str, str, int]] = []
 
     def record(self, value: Any, path: str, layer: int) -> None:
         """Attribute `value` and everything below it to `layer`."""
@@ -34,8 +52,12 @@ class Provenance:
                 self.record(child, join(path, str(key)), layer)
         elif isinstance(value, list):
             for index, item in enumerate(value):
-                segment = f"[{item['name']}]" if _named_list(value) else f"[{index}]"
-                self.record(item, path + segment, layer)
+                self.record(item, path + _segment(item, index), layer)
+
+    def forget_below(self, path: str) -> None:
+        """Drop what was recorded below `path`: an overlay replaced the value there, and what it held is gone."""
+        for recorded in [p for p in self._layer_of if p.startswith((f"{path}.", f"{path}["))]:
+            del self._layer_of[recorded]
 
     def recorded(self) -> dict[str, int]:
         """Every key path recorded, with the layer that set it last."""
@@ -120,18 +142,26 @@ def merge(base: Any, overlay: Any, path: str, provenance: Provenance, layer: int
                 merged[key] = value
                 provenance.record(value, child, layer)
         return merged
-    if _named_list(base) and _named_list(overlay):
+    if _merges_by_name(base, overlay):
         merged_list = list(base)
-        position = {item["name"]: index for index, item in enumerate(base)}
+        position = {name: index for index, item in enumerate(base) if (name := _name(item)) is not None}
+        stated: set[str] = set()
         for item in overlay:
-            child = f"{path}[{item['name']}]"
-            if item["name"] in position:
-                index = position[item["name"]]
-                merged_list[index] = merge(base[index], item, child, provenance, layer)
+            name = _name(item)
+            if name is not None and name in stated:
+                provenance.repeated.append((f"{path}[{name}]", name, layer))
+            if name is not None and name in position:
+                index = position[name]
+                merged_list[index] = merge(merged_list[index], item, f"{path}[{name}]", provenance, layer)
             else:
-                position[item["name"]] = len(merged_list)
+                if name is not None:
+                    position[name] = len(merged_list)
+                provenance.record(item, path + _segment(item, len(merged_list)), layer)
                 merged_list.append(item)
-                provenance.record(item, child, layer)
+            if name is not None:
+                stated.add(name)
         return merged_list
+    if isinstance(base, dict | list):
+        provenance.forget_below(path)
     provenance.record(overlay, path, layer)
     return overlay

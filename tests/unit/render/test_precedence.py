@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from render.spec.load import load_specs
-from tests.unit.render.conftest import deployment, edit
+from tests.unit.render.conftest import deployment, edit, problems
+
+DEV = "deployments/dev/env.yaml"
 
 
 def test_precedence_env_over_base(repo: Path) -> None:
@@ -63,3 +65,36 @@ def test_deployment_overlay_reaches_one_deployment_only(repo: Path) -> None:
     dev = load_specs(repo, ["dev"])["dev"]
     assert next(a for a in dev.apps if a.name == "echo-two").deployments[0].max_ongoing_requests == 9
     assert next(a for a in dev.apps if a.name == "echo").deployments[0].max_ongoing_requests == 16
+
+
+def test_an_item_without_a_name_is_refused_where_it_was_written_and_the_inherited_items_stay(repo: Path) -> None:
+    # Replacing the whole list would have dropped base's apps and blamed base for every key they then lacked.
+    edit(repo, DEV, lambda d: d["apps"].append({"route_prefix": "/nameless"}))
+    found = problems(repo, ["dev"])
+    assert "deployments/dev/env.yaml: apps[2].name: got nothing; field required. Hint: add this key" in found
+    assert all(p.startswith("deployments/dev/env.yaml: apps[2].") for p in found), found
+
+
+def test_an_item_named_twice_in_one_file_is_an_error_not_a_silent_merge(repo: Path) -> None:
+    edit(repo, DEV, lambda d: d["apps"].append({"name": "echo", "args": {"repeat": 3}}))
+    assert problems(repo, ["dev"]) == [
+        "deployments/dev/env.yaml: apps[echo]: got 'echo' twice; an item of a list that merges by name is stated once"
+        " per file; the second merged into the first. Hint: make the two items one, or rename one"
+    ]
+
+
+def test_a_new_item_named_twice_in_one_file_is_an_error_not_a_traceback(repo: Path) -> None:
+    new = {"name": "new", "import_path": "tests.fixtures.echo_app:app_builder", "route_prefix": "/new"}
+    edit(repo, DEV, lambda d: d["apps"].extend([new, {**new, "route_prefix": "/again"}]))
+    assert "deployments/dev/env.yaml: apps[new]: got 'new' twice;" in problems(repo, ["dev"])[0]
+
+
+def test_keys_of_a_replaced_value_are_the_replacing_files_not_the_replaced_ones(repo: Path) -> None:
+    # dev clears apps; an environment extending dev states an app again, partly: what it lacks is its own to add,
+    # though base once set those keys.
+    edit(repo, DEV, lambda d: d.update(apps=None))
+    edit(repo, "deployments/dev-us/env.yaml", lambda d: d.update(extends="dev", apps=[{"name": "echo"}]))
+    found = problems(repo, ["dev-us"])
+    missing = "deployments/dev-us/env.yaml: apps[echo].import_path: got nothing; field required. Hint: add this key"
+    assert missing in found
+    assert not [p for p in found if p.startswith("deployments/base/")], found
