@@ -56,8 +56,12 @@ class Provenance:
 
     def forget_below(self, path: str) -> None:
         """Drop what was recorded below `path`: an overlay replaced the value there, and what it held is gone."""
-        for recorded in [p for p in self._layer_of if p.startswith((f"{path}.", f"{path}["))]:
+        for recorded in self._below(path):
             del self._layer_of[recorded]
+
+    def _below(self, path: str) -> list[str]:
+        """The key paths recorded below `path` (its keys and items, and theirs)."""
+        return [recorded for recorded in self._layer_of if recorded.startswith((f"{path}.", f"{path}["))]
 
     def recorded(self) -> dict[str, int]:
         """Every key path recorded, with the layer that set it last."""
@@ -84,11 +88,7 @@ class Provenance:
         owner = parent(path)
         if not owner or owner.endswith("]"):
             return self.layer_of(path)
-        writers = {
-            layer
-            for recorded, layer in self._layer_of.items()
-            if recorded == owner or recorded.startswith((f"{owner}.", f"{owner}["))
-        }
+        writers = {self._layer_of[recorded] for recorded in [owner, *self._below(owner)] if recorded in self._layer_of}
         environments = [layer for layer in writers if layer >= self._shared_layers]
         if environments:
             return min(environments)
